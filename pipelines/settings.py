@@ -1,0 +1,141 @@
+"""One typed settings object for the whole pipeline.
+
+Precedence, lowest first: built-in defaults, `lakehouse.yaml` in the project directory, the local
+stack's state file (ports chosen by `lakehouse stack up`), then `LAKEHOUSE_*` environment variables.
+Production points the env variables at its own Kafka, S3 and lake root; locally nothing needs setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(Exception):
+    """A configuration mistake the user can fix; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    lake_root: str
+    kafka_bootstrap: str
+    topic_prefix: str
+    postgres_dsn: str
+    s3_endpoint_url: str
+    s3_bucket: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
+    s3_region: str
+    events_prefix: str
+    lineage_file: Path
+    dbt_project_dir: Path
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.data_dir / "stack"
+
+    @property
+    def stack_state_file(self) -> Path:
+        return self.stack_dir / "state.json"
+
+    def bronze_path(self, table: str) -> str:
+        return f"{self.lake_root}/bronze/{table}"
+
+    def layer_path(self, layer: str, table: str) -> str:
+        return f"{self.lake_root}/{layer}/{table}"
+
+    def delta_storage_options(self) -> dict[str, str]:
+        """Options delta-rs needs when the lake root is on S3; empty for a local lake."""
+        if not self.lake_root.startswith("s3://"):
+            return {}
+        return {
+            "AWS_ENDPOINT_URL": self.s3_endpoint_url,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": self.s3_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.s3_secret_access_key,
+            "AWS_REGION": self.s3_region,
+            "aws_conditional_put": "etag",
+        }
+
+
+_ENV_PREFIX = "LAKEHOUSE_"
+
+
+def _defaults(data_dir: Path) -> dict[str, object]:
+    return {
+        "data_dir": data_dir,
+        "lake_root": str(data_dir / "lake"),
+        "kafka_bootstrap": "127.0.0.1:9092",
+        "topic_prefix": "shop",
+        "postgres_dsn": "postgresql://postgres@127.0.0.1:5432/shop",
+        "s3_endpoint_url": "http://127.0.0.1:5000",
+        "s3_bucket": "lakehouse-raw",
+        "s3_access_key_id": "testing",
+        "s3_secret_access_key": "testing",
+        "s3_region": "us-east-1",
+        "events_prefix": "raw/events",
+        "lineage_file": data_dir / "lineage" / "events.jsonl",
+        "dbt_project_dir": PROJECT_DIR / "dbt_project",
+    }
+
+
+def _from_stack_state(state_file: Path) -> dict[str, object]:
+    """Endpoints of the local stack, if `lakehouse stack up` has written them."""
+    if not state_file.exists():
+        return {}
+    try:
+        state = json.loads(state_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{state_file}: not valid JSON ({exc}); run `lakehouse stack down` and up again") from exc
+    values: dict[str, object] = {}
+    if "postgres" in state:
+        pg = state["postgres"]
+        values["postgres_dsn"] = f"postgresql://postgres@127.0.0.1:{pg['port']}/{pg['database']}"
+    if "kafka" in state:
+        values["kafka_bootstrap"] = f"127.0.0.1:{state['kafka']['port']}"
+    if "s3" in state:
+        values["s3_endpoint_url"] = f"http://127.0.0.1:{state['s3']['port']}"
+        values["s3_bucket"] = state["s3"]["bucket"]
+    return values
+
+
+_PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
+
+
+def _coerce(name: str, value: object) -> object:
+    return Path(value) if name in _PATH_FIELDS else str(value)
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    names = {f.name for f in fields(Settings)}
+    data_dir = Path(env.get(f"{_ENV_PREFIX}DATA_DIR", PROJECT_DIR / "data")).resolve()
+    values = _defaults(data_dir)
+
+    config_file = Path(env.get(f"{_ENV_PREFIX}CONFIG", PROJECT_DIR / "lakehouse.yaml"))
+    if config_file.exists():
+        try:
+            from_file = yaml.safe_load(config_file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"{config_file}: not valid YAML ({exc})") from exc
+        unknown = set(from_file) - names
+        if unknown:
+            raise SettingsError(f"{config_file}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+        values.update(from_file)
+
+    values.update(_from_stack_state(data_dir / "stack" / "state.json"))
+
+    for name in names:
+        key = f"{_ENV_PREFIX}{name.upper()}"
+        if key in env:
+            values[name] = env[key]
+
+    settings = Settings(**{name: _coerce(name, values[name]) for name in names})
+    return replace(settings, lake_root=settings.lake_root.rstrip("/"))
