@@ -1,0 +1,238 @@
+"""Kafka (Debezium topics) → bronze Delta, exactly once.
+
+Exactly-once argument: the next offset of every partition is stored in the same Delta commit as the
+rows read up to it (a Delta app transaction `<topic>-<partition>`, as kafka-delta-ingest does), and a
+run starts from those stored offsets, never from the broker's consumer group. A crash before the
+commit leaves neither rows nor offsets; after it, both. Quarantined records go to another table, which
+is committed first with its own app transactions; on a retry its stored offset filters out what it
+already holds, so it too never duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from pipelines.cdc.bronze_schema import BRONZE_CDC, QUARANTINE
+from pipelines.cdc.decoder import DecodeError, decode
+from pipelines.settings import Settings
+
+SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
+
+
+def bronze_table_for(topic: str) -> str:
+    """`shop.public.orders` → `cdc_orders`; `shop.transaction` → `cdc_transactions`."""
+    last = topic.rsplit(".", 1)[-1]
+    return "cdc_transactions" if last == "transaction" else f"cdc_{last}"
+
+
+def topic_for(settings: Settings, table: str) -> str:
+    return f"{settings.topic_prefix}.public.{table}"
+
+
+@dataclass
+class IngestResult:
+    topic: str
+    table_path: str
+    records_read: int = 0
+    bronze_rows: int = 0
+    quarantined: int = 0
+    commits: int = 0
+    start_offsets: dict[int, int] = field(default_factory=dict)
+    end_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def _app_id(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def _open(path: str, storage_options: dict[str, str]) -> DeltaTable | None:
+    try:
+        return DeltaTable(path, storage_options=storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
+def stored_offsets(path: str, topic: str, partitions: list[int], storage_options: dict[str, str]) -> dict[int, int]:
+    """Next offset to read per partition, as committed in the Delta table (absent = never read)."""
+    table = _open(path, storage_options)
+    if table is None:
+        return {}
+    found = {}
+    for p in partitions:
+        version = table.transaction_version(_app_id(topic, p))
+        if version is not None:
+            found[p] = version
+    return found
+
+
+def _ms_to_ts(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def _json_or_none(value) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=False)
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8")
+
+
+@dataclass
+class _Batch:
+    rows: list[dict] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+
+
+def _to_row(msg: Message, batch_id: str, now: datetime) -> dict:
+    record = decode(msg.value(), msg.key(), msg.topic())
+    ts_type, ts = msg.timestamp()
+    return {
+        "bronze_id": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "kafka_ts": _ms_to_ts(ts) if ts_type else None,
+        "kind": record.kind,
+        "op": record.op,
+        "source_schema": record.schema,
+        "source_table": record.table,
+        "record_key": _json_or_none(record.key),
+        "before": _json_or_none(record.before),
+        "after": _json_or_none(record.after),
+        "unavailable_columns": list(record.unavailable_columns),
+        "lsn": None if record.lsn is None else str(record.lsn),
+        "tx_id": None if record.tx_id is None else str(record.tx_id),
+        "source_ts": _ms_to_ts(record.ts_ms),
+        "transaction": _json_or_none(record.transaction),
+        "raw_payload": _text(msg.value()),
+        "ingested_at": now,
+        "ingest_batch_id": batch_id,
+        "ingest_date": now.date(),
+    }
+
+
+def _to_quarantine(msg: Message, error: str, batch_id: str, now: datetime) -> dict:
+    return {
+        "source": "kafka",
+        "location": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "raw_key": msg.key(),
+        "raw_value": msg.value(),
+        "error": error,
+        "first_seen": now,
+        "ingest_batch_id": batch_id,
+    }
+
+
+def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, batch: _Batch) -> None:
+    options = settings.delta_storage_options() or None
+    if batch.quarantine:
+        quarantine_path = settings.bronze_path("quarantine")
+        done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
+        fresh = [r for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
+        if fresh:
+            touched = {r["partition"] for r in fresh}
+            write_deltalake(
+                quarantine_path,
+                pa.Table.from_pylist(fresh, schema=QUARANTINE),
+                mode="append",
+                storage_options=options,
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
+                ),
+            )
+    write_deltalake(
+        table_path,
+        pa.Table.from_pylist(batch.rows, schema=BRONZE_CDC),
+        mode="append",
+        partition_by=["ingest_date"],
+        storage_options=options,
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
+        ),
+    )
+
+
+def _consumer(settings: Settings) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            # offsets live in Delta; the group only names us in broker tools
+            "group.id": "lakehouse-bronze-cdc",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }
+    )
+
+
+def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0) -> IngestResult:
+    """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop."""
+    table_path = settings.bronze_path(bronze_table_for(topic))
+    result = IngestResult(topic=topic, table_path=table_path)
+    consumer = _consumer(settings)
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        topic_meta = metadata.topics.get(topic)
+        if topic_meta is None or topic_meta.error is not None:
+            raise RuntimeError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
+        partitions = sorted(topic_meta.partitions)
+        stored = stored_offsets(table_path, topic, partitions, settings.delta_storage_options())
+        targets: dict[int, int] = {}
+        assignment = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            start = max(stored.get(p, low), low)
+            result.start_offsets[p] = start
+            result.end_offsets[p] = high
+            if start < high:
+                targets[p] = high
+                assignment.append(TopicPartition(topic, p, start if p in stored else OFFSET_BEGINNING))
+        if not targets:
+            return result
+        consumer.assign(assignment)
+        batch_id = str(uuid.uuid4())
+        batch = _Batch()
+        pending = dict(targets)
+        while pending:
+            messages = consumer.consume(num_messages=min(batch_size, 10_000), timeout=poll_timeout)
+            now = datetime.now(timezone.utc)
+            for msg in messages:
+                if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise RuntimeError(f"Kafka error on {topic}: {msg.error()}")
+                p, offset = msg.partition(), msg.offset()
+                if p not in pending or offset >= targets[p]:
+                    continue
+                result.records_read += 1
+                try:
+                    batch.rows.append(_to_row(msg, batch_id, now))
+                except (DecodeError, UnicodeDecodeError) as exc:
+                    batch.quarantine.append(_to_quarantine(msg, str(exc), batch_id, now))
+                batch.next_offsets[p] = offset + 1
+                if offset + 1 >= targets[p]:
+                    pending.pop(p)
+            if batch.next_offsets and (len(batch.rows) + len(batch.quarantine) >= batch_size or not pending):
+                commit_batch_with_offsets(settings, topic, table_path, batch)
+                result.commits += 1
+                result.bronze_rows += len(batch.rows)
+                result.quarantined += len(batch.quarantine)
+                batch = _Batch()
+                batch_id = str(uuid.uuid4())
+        return result
+    finally:
+        consumer.close()

@@ -1,0 +1,147 @@
+"""Decoding of Kafka Connect and Debezium logical types into exact, JSON-friendly values.
+
+Decimals become strings with their exact digits (a float would round money), dates `YYYY-MM-DD`,
+times `HH:MM:SS[.ffffff]`, timestamps ISO-8601 with a timezone. Types without a decoder pass through.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+EPOCH_DATE = date(1970, 1, 1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class LogicalTypeError(ValueError):
+    pass
+
+
+def _unscaled_bytes_to_decimal(raw: Any, scale: int) -> str:
+    if isinstance(raw, str):
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except ValueError as exc:
+            raise LogicalTypeError(f"decimal bytes are not base64: {raw!r}") from exc
+    if not isinstance(raw, (bytes, bytearray)):
+        raise LogicalTypeError(f"decimal value must be base64 bytes, got {type(raw).__name__}")
+    unscaled = int.from_bytes(raw, "big", signed=True)
+    return str(Decimal(unscaled).scaleb(-scale))
+
+
+def decode_decimal(value: Any, schema: dict) -> str:
+    # JsonConverter writes Connect Decimal as base64 of the unscaled two's-complement integer; a JSON
+    # number only appears when a custom converter already turned it into one.
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(Decimal(str(value)))
+    scale = int((schema.get("parameters") or {}).get("scale", 0))
+    return _unscaled_bytes_to_decimal(value, scale)
+
+
+def decode_variable_scale_decimal(value: Any, schema: dict) -> str:
+    if not isinstance(value, dict) or "scale" not in value or "value" not in value:
+        raise LogicalTypeError(f"VariableScaleDecimal must be {{scale, value}}, got {value!r}")
+    return _unscaled_bytes_to_decimal(value["value"], int(value["scale"]))
+
+
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LogicalTypeError(f"{what} must be an integer, got {value!r}")
+    return value
+
+
+def decode_date(value: Any, schema: dict) -> str:
+    return (EPOCH_DATE + timedelta(days=_as_int(value, "Date"))).isoformat()
+
+
+def _time_from_micros(micros: int) -> str:
+    micros %= 86_400_000_000
+    seconds, micro = divmod(micros, 1_000_000)
+    t = time(seconds // 3600, seconds // 60 % 60, seconds % 60, micro)
+    return t.isoformat()
+
+
+def decode_time_millis(value: Any, schema: dict) -> str:
+    return _time_from_micros(_as_int(value, "Time") * 1000)
+
+
+def decode_micro_time(value: Any, schema: dict) -> str:
+    return _time_from_micros(_as_int(value, "MicroTime"))
+
+
+def decode_nano_time(value: Any, schema: dict) -> str:
+    return _time_from_micros(_as_int(value, "NanoTime") // 1000)
+
+
+def _timestamp_from_micros(micros: int) -> str:
+    return (EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
+def decode_timestamp_millis(value: Any, schema: dict) -> str:
+    return _timestamp_from_micros(_as_int(value, "Timestamp") * 1000)
+
+
+def decode_micro_timestamp(value: Any, schema: dict) -> str:
+    return _timestamp_from_micros(_as_int(value, "MicroTimestamp"))
+
+
+def decode_nano_timestamp(value: Any, schema: dict) -> str:
+    nanos = _as_int(value, "NanoTimestamp")
+    base = _timestamp_from_micros(nanos // 1000)
+    rest = nanos % 1000
+    if not rest:
+        return base
+    # keep nanosecond digits that datetime cannot hold
+    stamp, _, offset = base.rpartition("+")
+    if "." not in stamp:
+        stamp += ".000000"
+    return f"{stamp}{rest:03d}+{offset}"
+
+
+def decode_zoned(value: Any, schema: dict) -> str:
+    if not isinstance(value, str):
+        raise LogicalTypeError(f"zoned time/timestamp must be an ISO string, got {value!r}")
+    return value
+
+
+DECODERS: dict[str, Callable[[Any, dict], Any]] = {
+    "org.apache.kafka.connect.data.Decimal": decode_decimal,
+    "io.debezium.data.VariableScaleDecimal": decode_variable_scale_decimal,
+    "org.apache.kafka.connect.data.Date": decode_date,
+    "io.debezium.time.Date": decode_date,
+    "org.apache.kafka.connect.data.Time": decode_time_millis,
+    "io.debezium.time.Time": decode_time_millis,
+    "io.debezium.time.MicroTime": decode_micro_time,
+    "io.debezium.time.NanoTime": decode_nano_time,
+    "org.apache.kafka.connect.data.Timestamp": decode_timestamp_millis,
+    "io.debezium.time.Timestamp": decode_timestamp_millis,
+    "io.debezium.time.MicroTimestamp": decode_micro_timestamp,
+    "io.debezium.time.NanoTimestamp": decode_nano_timestamp,
+    "io.debezium.time.ZonedTimestamp": decode_zoned,
+    "io.debezium.time.ZonedTime": decode_zoned,
+}
+
+
+def decode_value(value: Any, schema: dict | None) -> Any:
+    """Decode one field value given its Connect schema (None when schemas are disabled)."""
+    if value is None or not schema:
+        return value
+    decoder = DECODERS.get(schema.get("name") or "")
+    if decoder is not None:
+        return decoder(value, schema)
+    if schema.get("type") == "struct" and isinstance(value, dict):
+        return decode_struct(value, schema)
+    if schema.get("type") == "array" and isinstance(value, list):
+        return [decode_value(v, schema.get("items")) for v in value]
+    return value
+
+
+def decode_struct(value: dict | None, schema: dict | None) -> dict | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise LogicalTypeError(f"expected a row object, got {type(value).__name__}")
+    fields = {f.get("field"): f for f in (schema or {}).get("fields", [])}
+    return {name: decode_value(v, fields.get(name)) for name, v in value.items()}

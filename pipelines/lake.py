@@ -1,0 +1,42 @@
+"""Opening the lake for reading: DuckDB with the Delta extension loaded from its pip wheel.
+
+DuckDB's `INSTALL delta` downloads from the internet, which production networks and these machines
+forbid; the `duckdb-extension-*` wheels carry the same binaries, so we load them by path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import duckdb_extension_delta
+import duckdb_extension_httpfs
+
+
+def extension_path(module) -> Path:
+    version = duckdb.__version__
+    path = Path(module.__file__).parent / "extensions" / f"v{version}"
+    found = sorted(path.glob("*.duckdb_extension"))
+    if not found:
+        raise RuntimeError(f"no DuckDB extension for DuckDB {version} in {path}; reinstall with `make setup`")
+    return found[0]
+
+
+DELTA_EXTENSION = extension_path(duckdb_extension_delta)
+HTTPFS_EXTENSION = extension_path(duckdb_extension_httpfs)
+
+
+def load_lake_extensions(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(f"LOAD '{DELTA_EXTENSION}'")
+    conn.execute(f"LOAD '{HTTPFS_EXTENSION}'")
+
+
+def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    load_lake_extensions(conn)
+    return conn
+
+
+def delta_scan(path: str) -> str:
+    """SQL table expression reading the Delta table at `path`."""
+    return "delta_scan('" + path.replace("'", "''") + "')"
