@@ -1,0 +1,29 @@
+{#-
+  Materialize a model as a Delta table under the lake root (<lake_root>/<schema>/<model>).
+  DuckDB computes the rows into a staging table; the `lakehouse_delta` plugin streams them into Delta
+  with delta-rs and replaces the model's relation with a view over the Delta table, so downstream
+  models and analysts read Delta, never the scratch DuckDB file.
+-#}
+{% materialization delta, adapter="duckdb" %}
+  {%- set target_relation = this.incorporate(type='view') -%}
+  {%- set staging_relation = make_intermediate_relation(this.incorporate(type='table'), suffix='__dbt_stage') -%}
+  {{ drop_relation_if_exists(load_cached_relation(staging_relation)) }}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {% call statement('main') -%}
+    {{ create_table_as(False, staging_relation, sql) }}
+  {%- endcall %}
+  {{ adapter.commit() }}
+
+  {#- the plugin reads the staging table on its own cursor: it must be committed first -#}
+  {% do store_relation('lakehouse_delta', staging_relation, this.identifier, 'delta', {'schema': this.schema, 'alias': this.identifier, 'unique_key': config.get('unique_key')}) %}
+  {% do adapter.cache_added(target_relation) %}
+  {{ drop_relation_if_exists(staging_relation) }}
+
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+  {% do persist_docs(target_relation, model) %}
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}
