@@ -1,0 +1,64 @@
+"""dbt models as Dagster assets (dagster-dbt), keyed like the lake: [layer, model]."""
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from pipelines.lake import delta_table_metadata
+from pipelines.resources import LakehouseSettings
+from pipelines.settings import PROJECT_DIR
+
+DBT_PROJECT = DbtProject(project_dir=PROJECT_DIR / "dbt_project", profiles_dir=PROJECT_DIR / "dbt_project")
+# the venv's dbt, whatever PATH says (dagster dev and schedules do not activate the venv)
+DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+
+
+def prepare_dbt_manifest() -> None:
+    """`dbt parse` when the manifest is missing (fresh clone) or under `dagster dev` (models edited)."""
+    if DBT_PROJECT.manifest_path.exists():
+        DBT_PROJECT.prepare_if_dev()
+    else:
+        DBT_PROJECT.preparer.prepare(DBT_PROJECT)
+
+
+class LakehouseDbtTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        # models: [silver|gold, model]; sources: [bronze, table], the keys of the ingestion assets
+        return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        return dbt_resource_props["schema"]
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        return ["team:analytics-engineering"]
+
+    def get_tags(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, str]:
+        return {**super().get_tags(dbt_resource_props), "dagster/kind/delta": "", "dagster/kind/duckdb": ""}
+
+
+TRANSLATOR = LakehouseDbtTranslator()
+
+
+def dbt_resource() -> DbtCliResource:
+    return DbtCliResource(project_dir=DBT_PROJECT, dbt_executable=DBT_EXECUTABLE)
+
+
+prepare_dbt_manifest()
+
+
+@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=TRANSLATOR)
+def lakehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseSettings):
+    settings = lakehouse.load()
+    for event in dbt.cli(["build"], context=context).stream():
+        if isinstance(event, dg.Output):
+            layer, table = context.asset_key_for_output(event.output_name).path
+            path = settings.layer_path(layer, table)
+            event = event.with_metadata({**event.metadata, **delta_table_metadata(path, settings.delta_storage_options())})
+        yield event
+
+
+dbt_model_assets = [lakehouse_dbt_models]
