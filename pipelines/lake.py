@@ -26,15 +26,55 @@ DELTA_EXTENSION = extension_path(duckdb_extension_delta)
 HTTPFS_EXTENSION = extension_path(duckdb_extension_httpfs)
 
 
-def load_lake_extensions(conn: duckdb.DuckDBPyConnection) -> None:
+def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
+    """Load the lake's extensions and read times in UTC (business days are UTC days everywhere)."""
     conn.execute(f"LOAD '{DELTA_EXTENSION}'")
     conn.execute(f"LOAD '{HTTPFS_EXTENSION}'")
+    conn.execute("SET TimeZone = 'UTC'")
 
 
 def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
     conn = duckdb.connect(database, config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
-    load_lake_extensions(conn)
+    prepare_connection(conn)
     return conn
+
+
+LAYERS = ("bronze", "silver", "gold", "quality")
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def delta_tables(settings, layer: str) -> list[str]:
+    """Names of the Delta tables of one layer of a local lake."""
+    root = Path(settings.lake_root) / layer
+    if settings.lake_root.startswith("s3://") or not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
+
+
+def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, table: str) -> None:
+    """Make `<layer>.<table>` a view over the Delta table, replacing whatever had that name."""
+    conn.execute(f"create schema if not exists {_quote(layer)}")
+    existing = conn.execute(
+        "select table_type from information_schema.tables where table_schema = ? and table_name = ?",
+        [layer, table],
+    ).fetchone()
+    if existing and existing[0] != "VIEW":
+        conn.execute(f"drop table {_quote(layer)}.{_quote(table)}")
+    path = settings.layer_path(layer, table)
+    conn.execute(f"create or replace view {_quote(layer)}.{_quote(table)} as select * from {delta_scan(path)}")
+
+
+def register_lake_views(conn: duckdb.DuckDBPyConnection, settings) -> list[str]:
+    """A view `<layer>.<table>` for every Delta table of the lake; returns their names."""
+    names = []
+    for layer in LAYERS:
+        for table in delta_tables(settings, layer):
+            point_view_at_delta(conn, settings, layer, table)
+            names.append(f"{layer}.{table}")
+    return names
 
 
 def delta_scan(path: str) -> str:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,14 +16,8 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from deltalake import write_deltalake
 
-from pipelines.lake import delta_scan, load_lake_extensions
+from pipelines.lake import prepare_connection, point_view_at_delta, register_lake_views
 from pipelines.settings import load_settings
-
-LAYERS = ("bronze", "silver", "gold")
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 class Plugin(BasePlugin):
@@ -33,30 +26,9 @@ class Plugin(BasePlugin):
         self.conn: duckdb.DuckDBPyConnection | None = None
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
-        load_lake_extensions(conn)
-        # business days are UTC days, whatever the machine's zone
-        conn.execute("set TimeZone = 'UTC'")
+        prepare_connection(conn)
         self.conn = conn
-        for layer in LAYERS:
-            conn.execute(f"create schema if not exists {layer}")
-            for table in self._delta_tables(layer):
-                self._point_view_at(conn, layer, table)
-
-    def _delta_tables(self, layer: str) -> list[str]:
-        root = Path(self.settings.lake_root) / layer
-        if self.settings.lake_root.startswith("s3://") or not root.is_dir():
-            return []
-        return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
-
-    def _point_view_at(self, conn: duckdb.DuckDBPyConnection, layer: str, table: str) -> None:
-        path = self.settings.layer_path(layer, table)
-        existing = conn.execute(
-            "select table_type from information_schema.tables where table_schema = ? and table_name = ?",
-            [layer, table],
-        ).fetchone()
-        if existing and existing[0] != "VIEW":
-            conn.execute(f"drop table {_quote(layer)}.{_quote(table)}")
-        conn.execute(f"create or replace view {_quote(layer)}.{_quote(table)} as select * from {delta_scan(path)}")
+        register_lake_views(conn, self.settings)
 
     def store(self, target_config: TargetConfig) -> None:
         assert self.conn is not None, "configure_connection was not called"
@@ -73,6 +45,6 @@ class Plugin(BasePlugin):
                 schema_mode="overwrite",
                 storage_options=self.settings.delta_storage_options() or None,
             )
-            self._point_view_at(cursor, layer, table)
+            point_view_at_delta(cursor, self.settings, layer, table)
         finally:
             cursor.close()

@@ -1,0 +1,103 @@
+"""`lakehouse` command line. Each area adds its sub-commands; user mistakes print one line, no traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipelines.settings import SettingsError, load_settings
+
+
+def _ingest_cdc(args: argparse.Namespace) -> int:
+    from pipelines.cdc.ingest import SOURCE_TABLES, ingest_topic, topic_for
+
+    settings = load_settings()
+    topics = [topic_for(settings, t) for t in (args.table or SOURCE_TABLES)]
+    for topic in topics:
+        r = ingest_topic(settings, topic)
+        print(f"{topic}: read {r.records_read}, bronze {r.bronze_rows}, quarantined {r.quarantined}")
+    return 0
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from pipelines.run import materialize_all
+
+    return 0 if materialize_all(select=args.select).success else 1
+
+
+def _query(args: argparse.Namespace) -> int:
+    from pipelines.analyst import open_lake
+
+    conn = open_lake(load_settings())
+    result = conn.sql(args.sql)
+    if result is not None:
+        result.show(max_rows=args.max_rows, max_width=200)
+    return 0
+
+
+def _shell(args: argparse.Namespace) -> int:
+    from pipelines.analyst import interactive_shell
+
+    interactive_shell(load_settings())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    return run_demo(seed=args.seed, customers=args.customers, days=args.days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from pipelines.stack.cli import add_stack_commands
+    from pipelines.workload.cli import add_workload_commands
+
+    parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_stack_commands(commands)
+    add_workload_commands(commands)
+
+    ingest = commands.add_parser("ingest", help="ingest sources into bronze").add_subparsers(dest="source", required=True)
+    cdc = ingest.add_parser("cdc", help="Debezium topics → bronze Delta, up to the topics' current end")
+    cdc.add_argument("--table", action="append", help="source table (repeatable; default: all)")
+    cdc.set_defaults(func=_ingest_cdc)
+
+    materialize = commands.add_parser("materialize", help="run assets in this process, recorded in the Dagster instance")
+    materialize.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
+    materialize.set_defaults(func=_materialize)
+
+    query = commands.add_parser("query", help="run SQL on a fresh DuckDB with a view per Delta table")
+    query.add_argument("sql")
+    query.add_argument("--max-rows", type=int, default=40)
+    query.set_defaults(func=_query)
+    commands.add_parser("shell", help="interactive DuckDB SQL over the lake's tables").set_defaults(func=_shell)
+
+    demo = commands.add_parser("demo", help="stack up, workload, all assets, summary")
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--customers", type=int, default=200)
+    demo.add_argument("--days", type=int, default=7)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    import duckdb
+
+    from pipelines.stack.processes import StackError
+
+    return (SettingsError, StackError, duckdb.Error)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except _user_errors() as exc:
+        print(f"lakehouse {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
