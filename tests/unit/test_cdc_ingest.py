@@ -1,7 +1,6 @@
 """Kafka → bronze Delta against librdkafka's in-process mock cluster (a real Kafka protocol peer)."""
 
 import json
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
@@ -10,7 +9,6 @@ from deltalake import DeltaTable
 from pipelines.cdc.ingest import ingest_topic
 from pipelines.settings import load_settings
 
-FIXTURES = Path("/work/shared/fixtures/debezium/events")
 CREATE = {
     "schema": None,
     "payload": {

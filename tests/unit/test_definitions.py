@@ -1,0 +1,61 @@
+"""The Dagster definitions load (as `dagster dev` would, via workspace.yaml) and form the expected graph."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipelines.definitions import defs
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+# The asset graph, as reviewed: a change here is a change of the pipeline's shape.
+EXPECTED_GRAPH = {
+    "bronze/cdc_customers": [],
+    "bronze/cdc_inventory": [],
+    "bronze/cdc_order_items": [],
+    "bronze/cdc_orders": [],
+    "bronze/cdc_payments": [],
+    "bronze/cdc_products": [],
+    "bronze/cdc_shipments": [],
+    "silver/stg_shop__orders": ["bronze/cdc_orders"],
+    "silver/int_orders_current": ["silver/stg_shop__orders"],
+    "gold/agg_daily_sales": ["silver/int_orders_current"],
+}
+
+
+def test_asset_graph_matches_the_reviewed_snapshot():
+    graph = defs.resolve_asset_graph()
+    actual = {
+        key.to_user_string(): sorted(p.to_user_string() for p in graph.get(key).parent_keys)
+        for key in graph.materializable_asset_keys
+    }
+    assert actual == EXPECTED_GRAPH
+
+
+def test_every_asset_is_described_owned_and_grouped_by_layer():
+    graph = defs.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        assert node.description, key
+        assert node.owners, key
+        assert node.group_name == key.path[0], key
+
+
+def test_workspace_yaml_points_at_these_definitions():
+    workspace = yaml.safe_load((PROJECT / "workspace.yaml").read_text())
+    target = workspace["load_from"][0]["python_module"]
+    assert (target["module_name"], target["attribute"]) == ("pipelines.definitions", "defs")
+
+
+def test_dagster_cli_loads_the_workspace():
+    dagster = Path(sys.executable).parent / "dagster"
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
