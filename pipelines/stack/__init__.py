@@ -71,7 +71,10 @@ class Stack:
                 if entry:
                     self._stop(name, entry)
                     self.state.drop(name)
-                state[name] = getattr(self, f"_start_{name}")(state)
+                try:
+                    state[name] = getattr(self, f"_start_{name}")(state)
+                except StackError as exc:
+                    raise StackError(f"{exc}\n(what did start keeps running: `lakehouse stack down` stops it)") from exc
                 restarted.add(name)
                 self.timings[name] = time.monotonic() - started
             return self.state.read()

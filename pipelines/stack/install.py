@@ -16,7 +16,7 @@ MARKER = ".pom-sha256"
 
 
 def require_java() -> None:
-    require_binary("java", "apt-get install default-jre  (Java 17 or newer)")
+    require_binary("java", "apt-get install default-jre; Java 17 or newer")
 
 
 def _pom_hash(pom: Path) -> str:

@@ -25,9 +25,18 @@ def admin(bootstrap: str) -> AdminClient:
     return AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet, "socket.connection.setup.timeout.ms": 3000})
 
 
+def new_cluster_id() -> str:
+    """Like Kafka's Uuid.randomUuid().toString(): url-safe base64 of 16 random bytes, no padding, and (as
+    Kafka does) never starting with '-', which StorageTool's argument parser would take for an option."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def java_cmd(jars: Path, main: str, *args: str, heap: str = HEAP) -> list[str]:
     return [
-        "java", "-Xms64m", heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=50", "-Djava.awt.headless=true",
+        "java", "-Xms64m", heap, "-XX:+ExitOnOutOfMemoryError", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=50", "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
         "-cp", f"{jars}/*", main, *args,
     ]
@@ -82,9 +91,9 @@ class Kafka:
             return
         id_file = self.root / "cluster.id"
         if not id_file.exists():
-            id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            id_file.write_text(new_cluster_id())
         run(java_cmd(self.jars, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                     "-t", id_file.read_text().strip(), "-c", str(self.config), heap="-Xmx256m"),
+                     f"--cluster-id={id_file.read_text().strip()}", "-c", str(self.config), heap="-Xmx256m"),
             "kafka: StorageTool format", timeout=120, cwd=self.root)
 
     def start(self, port: int, controller_port: int, timeout: float) -> int:

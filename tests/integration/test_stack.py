@@ -60,7 +60,7 @@ def _insert_row(conn: psycopg.Connection, table: str) -> dict:
     ).fetchall()
     tag = uuid.uuid4().hex[:12]
     literals = {
-        "text": f"'stack-test-{tag}@example.com'", "character varying": f"'st-{tag}@example.com'",
+        "text": f"'stack-test-{tag}@example.com'", "character varying": f"'st-{tag}@example.com'", "character": "'Z'",
         "integer": "1", "bigint": str(int(tag, 16) % 2**40), "smallint": "1", "numeric": "1.00",
         "boolean": "true", "date": "current_date", "uuid": "gen_random_uuid()",
         "timestamp with time zone": "now()", "timestamp without time zone": "now()",
