@@ -1,0 +1,187 @@
+"""Dagster asset checks: one blocking `gx_suite` check per asset, built from `quality/rules.yml`.
+
+Why `settings_fn` rather than a resource: the checks need only the lake root and storage options, read
+when the check runs (so a test or a deployment sets `LAKEHOUSE_*` and nothing else), and a zero-argument
+callable keeps the factory usable for any asset list without every check declaring a resource key the
+Definitions must then provide. Great Expectations is imported only when a check executes, so loading the
+code location stays fast.
+"""
+
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
+    asset_check,
+)
+
+from pipelines.lake import delta_scan
+from pipelines.settings import Settings, load_settings
+from quality.results import SuiteOutcome, append_results, result_rows, results_path
+from quality.rules import RULES_FILE, Rule, Severity, load_rules, rules_for_table
+from quality.suite import sql_string
+
+# No `from __future__ import annotations` here: Dagster inspects the check function's `context`
+# annotation at definition time and rejects it as a string.
+CHECK_NAME = "gx_suite"
+
+
+def table_name_for(key: AssetKey) -> str:
+    """`["silver", "stg_shop__orders"]` → `"silver.stg_shop__orders"`, the name rules use."""
+    if len(key.path) != 2:
+        raise ValueError(f"asset key {key.to_user_string()} is not [<layer>, <table>]")
+    return ".".join(key.path)
+
+
+def table_sql_for(settings: Settings) -> Callable[[str], str]:
+    def table_sql(table: str) -> str:
+        layer, name = table.split(".", 1)
+        return delta_scan(settings.layer_path(layer, name))
+
+    return table_sql
+
+
+def duckdb_storage_sql(settings: Settings) -> list[str]:
+    """DuckDB statements that give `delta_scan` access to the lake's object store (none for a local lake)."""
+    if not settings.lake_root.startswith("s3://"):
+        return []
+    endpoint = urlparse(settings.s3_endpoint_url)
+    return [
+        "CREATE SECRET lake_s3 (TYPE s3, "
+        f"KEY_ID {sql_string(settings.s3_access_key_id)}, SECRET {sql_string(settings.s3_secret_access_key)}, "
+        f"REGION {sql_string(settings.s3_region)}, ENDPOINT {sql_string(endpoint.netloc)}, "
+        f"URL_STYLE 'path', USE_SSL {'true' if endpoint.scheme == 'https' else 'false'})"
+    ]
+
+
+def run_suite(table: str, rules: Sequence[Rule], settings: Settings, *, now: datetime | None = None) -> SuiteOutcome:
+    """Validate the Delta table of `table` ("<layer>.<table>") against `rules`, inside DuckDB."""
+    from quality.gx_duckdb import lake_init_sql, validate_table
+    from quality.results import outcomes_from_validation
+    from quality.suite import compile_suite
+
+    checked_at = now or datetime.now(UTC)
+    table_sql = table_sql_for(settings)
+    started = time.perf_counter()
+    suite, origins = compile_suite(table, rules, table_sql=table_sql, now=checked_at)
+    try:
+        validation = validate_table(
+            table_sql(table), suite, init_sql=lake_init_sql(duckdb_storage_sql(settings))
+        )
+    except Exception as exc:  # the table is missing or unreadable: that is the check's finding
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return SuiteOutcome(table, [], None, time.perf_counter() - started, checked_at, error=message)
+    outcomes, row_count = outcomes_from_validation(validation, origins)
+    return SuiteOutcome(table, outcomes, row_count, time.perf_counter() - started, checked_at)
+
+
+def check_result_for(outcome: SuiteOutcome, *, results_table: str) -> AssetCheckResult:
+    rules_table = MetadataValue.table(
+        records=[
+            TableRecord(
+                {
+                    "rule": o.rule.name,
+                    "expectation": o.expectation,
+                    "column": o.rule.column,
+                    "severity": o.rule.severity.value,
+                    "passed": o.passed,
+                    "unexpected_count": o.unexpected_count,
+                    "observed_value": None if o.observed_value is None else str(o.observed_value),
+                    "error": o.details.get("error"),
+                }
+            )
+            for o in outcome.rules
+        ],
+        schema=TableSchema(
+            columns=[
+                TableColumn("rule", "string"),
+                TableColumn("expectation", "string"),
+                TableColumn("column", "string"),
+                TableColumn("severity", "string"),
+                TableColumn("passed", "bool"),
+                TableColumn("unexpected_count", "int"),
+                TableColumn("observed_value", "string"),
+                TableColumn("error", "string"),
+            ]
+        ),
+    )
+    failed = outcome.failed_rules
+    metadata: dict[str, object] = {
+        "rules": rules_table,
+        "row_count": outcome.row_count,
+        "duration_seconds": round(outcome.duration_seconds, 3),
+        "failed_rules": [o.rule.name for o in failed],
+        "results_table": results_table,
+    }
+    if outcome.error is not None:
+        metadata["error"] = outcome.error
+        description = f"could not validate {outcome.table}: {outcome.error}"
+    elif failed:
+        description = "failed: " + ", ".join(
+            f"{o.rule.name} ({o.rule.severity.value}, {o.unexpected_count} unexpected)" for o in failed
+        )
+    else:
+        description = f"{len(outcome.rules)} rules passed"
+    return AssetCheckResult(
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.ERROR if outcome.blocks_downstream else AssetCheckSeverity.WARN,
+        metadata={k: v for k, v in metadata.items() if v is not None},
+        description=description,
+    )
+
+
+def build_quality_checks(
+    asset_keys: Sequence[AssetKey],
+    settings_fn: Callable[[], Settings] = load_settings,
+    *,
+    rules_file: Path | str = RULES_FILE,
+) -> list[AssetChecksDefinition]:
+    """One blocking `gx_suite` check per asset key ([<layer>, <table>]).
+
+    Rules are loaded now, so a broken rules file fails the code location's load with a `RulesError`.
+    An ERROR-severity failure returns severity ERROR, which (with `blocking=True`) stops downstream
+    assets in the same run; WARNING and INFO failures return WARN and block nothing.
+    """
+    rules = load_rules(rules_file)
+    return [_check_for(AssetKey.from_coercible(key), rules, settings_fn, Path(rules_file).name) for key in asset_keys]
+
+
+def _check_for(
+    key: AssetKey, all_rules: list[Rule], settings_fn: Callable[[], Settings], rules_file_name: str
+) -> AssetChecksDefinition:
+    table = table_name_for(key)
+    rules = rules_for_table(all_rules, table)
+    errors = sum(rule.severity is Severity.ERROR for rule in rules)
+    description = (
+        f"Great Expectations suite from quality/rules.yml: {len(rules)} rule(s) ({errors} ERROR) "
+        "plus table-readable; runs in DuckDB over the Delta table; ERROR failures block downstream assets."
+    )
+
+    @asset_check(
+        asset=key,
+        name=CHECK_NAME,
+        blocking=True,
+        description=description,
+        metadata={"rule_count": len(rules), "rules_file": rules_file_name},
+    )
+    def _gx_suite(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        settings = settings_fn()
+        outcome = run_suite(table, rules, settings)
+        append_results(settings, result_rows(outcome, run_id=context.run.run_id, check_name=CHECK_NAME))
+        if not outcome.passed:
+            context.log.warning(f"{table}: quality check failed: {[o.rule.name for o in outcome.failed_rules] or outcome.error}")
+        return check_result_for(outcome, results_table=results_path(settings))
+
+    return _gx_suite

@@ -1,0 +1,148 @@
+"""Outcomes of a suite run, as typed records and as rows of the `<lake_root>/quality/results` Delta table.
+
+The table's columns follow the seed's `data_quality_results`: one row per rule per check execution.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+from deltalake import write_deltalake
+
+from pipelines.settings import Settings
+from quality.rules import Severity
+from quality.suite import RULE_KEY, SuiteRule
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        pa.field("result_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("check_name", pa.string(), nullable=False),
+        pa.field("table_name", pa.string(), nullable=False),
+        pa.field("column_name", pa.string()),
+        pa.field("rule_type", pa.string(), nullable=False),
+        pa.field("severity", pa.string(), nullable=False),
+        pa.field("passed", pa.bool_(), nullable=False),
+        pa.field("unexpected_count", pa.int64()),
+        pa.field("row_count", pa.int64()),
+        pa.field("details", pa.string()),  # JSON text: rule, expectation, observed value, samples, error
+        pa.field("checked_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: SuiteRule
+    expectation: str  # GX expectation type, e.g. expect_column_values_to_not_be_null
+    passed: bool
+    unexpected_count: int | None
+    observed_value: Any
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    table: str  # "<layer>.<table>"
+    rules: list[RuleOutcome]
+    row_count: int | None
+    duration_seconds: float
+    checked_at: datetime
+    error: str | None = None  # set when the suite could not run at all (table missing, unreadable)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(outcome.passed for outcome in self.rules)
+
+    @property
+    def failed_rules(self) -> list[RuleOutcome]:
+        return [outcome for outcome in self.rules if not outcome.passed]
+
+    @property
+    def blocks_downstream(self) -> bool:
+        """An ERROR rule failed (or the suite could not run): downstream assets must not build on this."""
+        return self.error is not None or any(o.rule.severity is Severity.ERROR for o in self.failed_rules)
+
+
+def outcomes_from_validation(result: Any, origins: dict[str, SuiteRule]) -> tuple[list[RuleOutcome], int | None]:
+    """Per-rule outcomes (in suite order) and the row count from a GX ExpectationSuiteValidationResult."""
+    by_rule: dict[str, RuleOutcome] = {}
+    row_count: int | None = None
+    for expectation_result in result.results:
+        config = expectation_result.expectation_config
+        rule = origins[config.meta[RULE_KEY]]
+        payload = dict(expectation_result.result or {})
+        exception = expectation_result.exception_info or {}
+        details: dict[str, Any] = {"rule": rule.name, "expectation": config.type, "description": rule.description}
+        for key in ("observed_value", "unexpected_percent", "missing_count", "partial_unexpected_list"):
+            if key in payload:
+                details[key] = payload[key]
+        error = _exception_message(exception)
+        if error:
+            details["error"] = error
+        unexpected = payload.get("unexpected_count")
+        if unexpected is None and config.type == "unexpected_rows_expectation" and "observed_value" in payload:
+            unexpected = payload["observed_value"]
+        if config.type == "expect_table_row_count_to_be_between" and isinstance(payload.get("observed_value"), int):
+            row_count = payload["observed_value"]
+        elif row_count is None and isinstance(payload.get("element_count"), int):
+            row_count = payload["element_count"]
+        by_rule[rule.name] = RuleOutcome(
+            rule=rule,
+            expectation=config.type,
+            passed=bool(expectation_result.success),
+            unexpected_count=None if unexpected is None else int(unexpected),
+            observed_value=payload.get("observed_value"),
+            details=details,
+        )
+    return [by_rule[name] for name in origins if name in by_rule], row_count
+
+
+def _exception_message(exception_info: dict[str, Any]) -> str | None:
+    """First line of the error GX captured; it nests metric errors one level down, keyed by metric id."""
+    candidates = [exception_info, *[v for v in exception_info.values() if isinstance(v, dict)]]
+    for candidate in candidates:
+        if candidate.get("raised_exception") and candidate.get("exception_message"):
+            return str(candidate["exception_message"]).strip().splitlines()[0]
+    return None
+
+
+def results_path(settings: Settings) -> str:
+    return f"{settings.lake_root}/quality/results"
+
+
+def result_rows(outcome: SuiteOutcome, *, run_id: str, check_name: str) -> pa.Table:
+    def row(rule: SuiteRule, passed: bool, unexpected: int | None, details: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "result_id": str(uuid.uuid4()),
+            "run_id": run_id,
+            "check_name": check_name,
+            "table_name": outcome.table,
+            "column_name": rule.column,
+            "rule_type": rule.rule_type,
+            "severity": rule.severity.value,
+            "passed": passed,
+            "unexpected_count": unexpected,
+            "row_count": outcome.row_count,
+            "details": json.dumps(details, default=str, sort_keys=True),
+            "checked_at": outcome.checked_at,
+        }
+
+    rows = [row(o.rule, o.passed, o.unexpected_count, o.details) for o in outcome.rules]
+    if outcome.error is not None and not rows:
+        from quality.suite import READABLE
+
+        readable = SuiteRule(READABLE, READABLE, None, Severity.ERROR, "The Delta table exists and is readable.")
+        rows.append(row(readable, False, None, {"rule": READABLE, "error": outcome.error}))
+    return pa.Table.from_pylist(rows, schema=RESULTS_SCHEMA)
+
+
+def append_results(settings: Settings, rows: pa.Table) -> None:
+    # Concurrent checks (multiprocess executor) append to the same table; delta-rs treats blind appends
+    # as non-conflicting and retries the commit at the next version.
+    write_deltalake(results_path(settings), rows, mode="append", storage_options=settings.delta_storage_options() or None)

@@ -1,0 +1,113 @@
+"""The gx_suite asset checks in a real (tiny) Dagster graph: ERROR failures block downstream assets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable, write_deltalake
+
+from dagster import AssetCheckSeverity, AssetKey, Definitions, asset
+
+from pipelines.settings import load_settings
+from quality.checks import build_quality_checks
+
+ORDERS = AssetKey(["silver", "orders"])
+DAILY = AssetKey(["gold", "daily"])
+
+
+@pytest.fixture
+def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAKEHOUSE_LAKE_ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path / "absent.yaml"))
+    return tmp_path / "lake"
+
+
+def _rules_file(tmp_path: Path, severity: str) -> Path:
+    path = tmp_path / "rules.yml"
+    path.write_text(
+        f"""
+- table: silver.orders
+  column: order_id
+  rule_type: UNIQUE
+  severity: ERROR
+- table: silver.orders
+  column: customer_id
+  rule_type: NOT_NULL
+  severity: {severity}
+"""
+    )
+    return path
+
+
+def _graph(lake: Path):
+    @asset(key=ORDERS)
+    def orders() -> None:
+        table = pa.table({"order_id": ["o1", "o2", "o3"], "customer_id": ["c1", None, "c3"]})
+        write_deltalake(str(lake / "silver" / "orders"), table, mode="overwrite")
+
+    @asset(key=DAILY, deps=[ORDERS])
+    def daily() -> None:
+        write_deltalake(str(lake / "gold" / "daily"), pa.table({"n": [3]}), mode="overwrite")
+
+    return [orders, daily]
+
+
+def _run(lake: Path, rules_file: Path):
+    checks = build_quality_checks([ORDERS, DAILY], load_settings, rules_file=rules_file)
+    defs = Definitions(assets=_graph(lake), asset_checks=checks)
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(raise_on_error=False)
+
+
+def _check_evaluation(result, key: AssetKey):
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.asset_key == key]
+    assert len(evaluations) == 1
+    return evaluations[0]
+
+
+def test_error_rule_failure_blocks_downstream_asset(lake: Path, tmp_path: Path) -> None:
+    result = _run(lake, _rules_file(tmp_path, "ERROR"))
+
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert ORDERS in materialized
+    assert DAILY not in materialized
+    assert not (lake / "gold" / "daily").exists()
+
+    evaluation = _check_evaluation(result, ORDERS)
+    assert evaluation.passed is False
+    assert evaluation.severity == AssetCheckSeverity.ERROR
+    assert evaluation.metadata["failed_rules"].value == ["not_null:customer_id"]
+    assert evaluation.metadata["row_count"].value == 3
+
+    stored = DeltaTable(str(lake / "quality" / "results")).to_pyarrow_table().to_pylist()
+    by_rule = {(r["rule_type"], r["column_name"]): r for r in stored}
+    assert by_rule[("NOT_NULL", "customer_id")]["passed"] is False
+    assert by_rule[("NOT_NULL", "customer_id")]["unexpected_count"] == 1
+    assert by_rule[("UNIQUE", "order_id")]["passed"] is True
+    assert by_rule[("READABLE", None)]["row_count"] == 3
+    assert {r["run_id"] for r in stored} == {result.run_id}
+
+
+def test_warning_rule_failure_does_not_block(lake: Path, tmp_path: Path) -> None:
+    result = _run(lake, _rules_file(tmp_path, "WARNING"))
+
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert materialized == {ORDERS, DAILY}
+    evaluation = _check_evaluation(result, ORDERS)
+    assert evaluation.passed is False
+    assert evaluation.severity == AssetCheckSeverity.WARN
+    # the asset without rules is still checked: its table exists and is readable
+    assert _check_evaluation(result, DAILY).passed is True
+
+
+def test_missing_table_fails_readable_rule_with_error_severity(lake: Path) -> None:
+    from quality.checks import check_result_for, run_suite
+
+    outcome = run_suite("silver.never_written", [], load_settings())
+    assert not outcome.passed and outcome.blocks_downstream
+    assert "does not exist" in outcome.rules[0].details["error"]
+    result = check_result_for(outcome, results_table="x")
+    assert result.severity == AssetCheckSeverity.ERROR
