@@ -17,7 +17,7 @@ def dagster_home() -> str:
     return home
 
 
-def materialize_all(select: str = "*") -> dg.ExecuteInProcessResult:
+def materialize_all(select: str = "*", log_level: str = "INFO") -> dg.ExecuteInProcessResult:
     dagster_home()
     from pipelines.definitions import defs
 
@@ -29,4 +29,5 @@ def materialize_all(select: str = "*") -> dg.ExecuteInProcessResult:
             resources=defs.resources,
             selection=selection,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )

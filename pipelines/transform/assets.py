@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from pipelines.lake import delta_table_metadata
 from pipelines.resources import LakehouseSettings
@@ -40,7 +40,8 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
         return {**super().get_tags(dbt_resource_props), "dagster/kind/delta": "", "dagster/kind/duckdb": ""}
 
 
-TRANSLATOR = LakehouseDbtTranslator()
+# source tests (on bronze tables) become checks of the bronze assets too
+TRANSLATOR = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
 
 
 def dbt_resource() -> DbtCliResource:
