@@ -146,3 +146,21 @@ def append_results(settings: Settings, rows: pa.Table) -> None:
     # Concurrent checks (multiprocess executor) append to the same table; delta-rs treats blind appends
     # as non-conflicting and retries the commit at the next version.
     write_deltalake(results_path(settings), rows, mode="append", storage_options=settings.delta_storage_options() or None)
+
+
+def lineage_assertions(outcome: SuiteOutcome) -> list:
+    """The outcome as OpenLineage assertions, for `LineageRun.add_quality(dataset, ..., row_count=...)`."""
+    from lineage.facets import QualityAssertion
+
+    return [
+        QualityAssertion(
+            assertion=o.rule.rule_type.lower(),
+            success=o.passed,
+            column=o.rule.column,
+            severity=o.rule.severity.value.lower(),
+            name=o.rule.name,
+            description=o.rule.description or None,
+            actual=None if o.unexpected_count is None else f"{o.unexpected_count} unexpected",
+        )
+        for o in outcome.rules
+    ]
