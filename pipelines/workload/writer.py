@@ -74,7 +74,7 @@ class PostgresWriter:
     def __init__(self, conn: psycopg.Connection, seed: int):
         self.conn = conn
         self.seed = seed
-        self._statements: dict[tuple, sql.Composed] = {}
+        self._statements: dict[tuple, bytes] = {}
 
     def execute(self, tx: Transaction) -> None:
         if not tx.operations:
@@ -100,9 +100,10 @@ class PostgresWriter:
                 "against this database? Use another seed or a fresh database"
             ) from exc
 
-    def _statement(self, key: tuple, build) -> sql.Composed:
+    def _statement(self, key: tuple, build) -> bytes:
+        # Rendered once: composing identifiers on every execution cost ~10% of the CPU time of a run.
         if key not in self._statements:
-            self._statements[key] = build()
+            self._statements[key] = build().as_bytes(self.conn)
         return self._statements[key]
 
     def _insert(self, cur: psycopg.Cursor, batch: list[Insert]) -> None:
