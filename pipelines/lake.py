@@ -82,23 +82,26 @@ def delta_scan(path: str) -> str:
     return "delta_scan('" + path.replace("'", "''") + "')"
 
 
-def delta_table_metadata(path: str, storage_options: dict[str, str] | None = None) -> dict:
-    """Row count (from the Delta log's file statistics, no data scan) and column schema of a table,
-    in the metadata keys the Dagster UI shows."""
-    import dagster as dg
+def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) -> tuple[int, "pa.Schema", int]:
+    """Row count (from the Delta log's file statistics, no data scan), Arrow schema and version."""
+    import pyarrow as pa
     from deltalake import DeltaTable
 
     table = DeltaTable(path, storage_options=storage_options or None)
     actions = table.get_add_actions(flatten=True)
     num_records = actions.column("num_records").to_pylist() if actions.num_rows else []
-    row_count = sum(n or 0 for n in num_records)
-    import pyarrow as pa
+    return sum(n or 0 for n in num_records), pa.schema(table.schema().to_arrow()), table.version()
 
-    schema = pa.schema(table.schema().to_arrow())
+
+def delta_table_metadata(path: str, storage_options: dict[str, str] | None = None) -> dict:
+    """Row count and column schema of a Delta table, in the metadata keys the Dagster UI shows."""
+    import dagster as dg
+
+    row_count, schema, version = delta_table_stats(path, storage_options)
     columns = [dg.TableColumn(name=f.name, type=str(f.type)) for f in schema]
     return {
         "dagster/row_count": dg.MetadataValue.int(row_count),
         "dagster/column_schema": dg.MetadataValue.table_schema(dg.TableSchema(columns=columns)),
         "dagster/uri": dg.MetadataValue.path(path),
-        "delta_version": dg.MetadataValue.int(table.version()),
+        "delta_version": dg.MetadataValue.int(version),
     }

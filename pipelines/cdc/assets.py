@@ -3,10 +3,24 @@
 import dagster as dg
 
 from pipelines.cdc.ingest import SOURCE_TABLES, ingest_topic, topic_for
-from pipelines.lake import delta_table_metadata
+from lineage.emitter import LineageResource
+from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_kafka_topic
+from pipelines.lake import delta_table_metadata, delta_table_stats
 from pipelines.resources import LakehouseSettings
 
 OWNER = "team:data-platform"
+
+
+def kafka_column_lineage(topic: DatasetId) -> dict[str, list[tuple[str, str, str]]]:
+    """Which part of the Kafka record each bronze column comes from."""
+    from_value = ["kind", "op", "source_schema", "source_table", "before", "after", "unavailable_columns",
+                  "lsn", "tx_id", "source_ts", "transaction", "raw_payload"]
+    lineage = {column: [(topic.namespace, topic.name, "value")] for column in from_value}
+    lineage["record_key"] = [(topic.namespace, topic.name, "key")]
+    for column in ("partition", "offset", "kafka_ts"):
+        lineage[column] = [(topic.namespace, topic.name, column.removeprefix("kafka_"))]
+    lineage["bronze_id"] = [(topic.namespace, topic.name, c) for c in ("partition", "offset")]
+    return lineage
 
 
 def bronze_cdc_asset(table: str) -> dg.AssetsDefinition:
@@ -23,10 +37,22 @@ def bronze_cdc_asset(table: str) -> dg.AssetsDefinition:
             "bronze/quarantine. Reads up to the topic's high-water marks at the start of the run."
         ),
     )
-    def _bronze_cdc(context: dg.AssetExecutionContext, lakehouse: LakehouseSettings) -> dg.MaterializeResult:
+    def _bronze_cdc(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseSettings, lineage: LineageResource
+    ) -> dg.MaterializeResult:
         settings = lakehouse.load()
         topic = topic_for(settings, table)
-        result = ingest_topic(settings, topic)
+        source = dataset_for_kafka_topic(settings.kafka_bootstrap, topic)
+        target_path = settings.bronze_path(bronze_table)
+        target = dataset_for_delta_path(target_path)
+        with lineage.run(
+            f"bronze.{bronze_table}", inputs=[source], outputs=[target], parent=(context.job_name, context.run_id)
+        ) as run:
+            result = ingest_topic(settings, topic)
+            if _exists(settings, bronze_table):
+                row_count, schema, _ = delta_table_stats(target_path, settings.delta_storage_options())
+                run.set_output_stats(target, row_count=row_count, schema=schema)
+                run.set_column_lineage(target, kafka_column_lineage(source))
         context.log.info(
             f"{topic}: read {result.records_read}, bronze {result.bronze_rows}, quarantined {result.quarantined}"
         )
@@ -39,8 +65,8 @@ def bronze_cdc_asset(table: str) -> dg.AssetsDefinition:
                 {str(p): [result.start_offsets[p], result.end_offsets[p]] for p in result.start_offsets}
             ),
         }
-        if result.commits or _exists(settings, bronze_table):
-            metadata.update(delta_table_metadata(result.table_path, settings.delta_storage_options()))
+        if _exists(settings, bronze_table):
+            metadata.update(delta_table_metadata(target_path, settings.delta_storage_options()))
         return dg.MaterializeResult(metadata=metadata)
 
     return _bronze_cdc

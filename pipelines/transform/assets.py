@@ -8,7 +8,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from pipelines.lake import delta_table_metadata
+from lineage.dbt import DbtLineageTracker
+from lineage.emitter import LineageResource
+from pipelines.lake import delta_table_metadata, delta_table_stats
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import PROJECT_DIR
 
@@ -52,14 +54,37 @@ prepare_dbt_manifest()
 
 
 @dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=TRANSLATOR)
-def lakehouse_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseSettings):
+def lakehouse_dbt_models(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseSettings, lineage: LineageResource
+):
     settings = lakehouse.load()
-    for event in dbt.cli(["build"], context=context).stream():
-        if isinstance(event, dg.Output):
-            layer, table = context.asset_key_for_output(event.output_name).path
-            path = settings.layer_path(layer, table)
-            event = event.with_metadata({**event.metadata, **delta_table_metadata(path, settings.delta_storage_options())})
-        yield event
+    storage = settings.delta_storage_options()
+    invocation = dbt.cli(["build"], context=context)
+    tracker = DbtLineageTracker(
+        lineage.get_emitter(),
+        invocation.manifest,
+        path_for=settings.layer_path,
+        table_stats=lambda path: delta_table_stats(path, storage)[:2],
+        parent=(context.job_name, context.run_id),
+    )
+    try:
+        for raw in invocation.stream_raw_events():
+            tracker.observe(raw.raw_event)
+            for event in raw.to_default_asset_events(
+                manifest=invocation.manifest,
+                dagster_dbt_translator=TRANSLATOR,
+                context=context,
+                target_path=invocation.target_path,
+                project=DBT_PROJECT,
+            ):
+                if isinstance(event, dg.Output):
+                    layer, table = context.asset_key_for_output(event.output_name).path
+                    path = settings.layer_path(layer, table)
+                    event = event.with_metadata({**event.metadata, **delta_table_metadata(path, storage)})
+                yield event
+    finally:
+        tracker.close()
+    invocation.wait()  # raises when dbt failed
 
 
 dbt_model_assets = [lakehouse_dbt_models]

@@ -1,5 +1,6 @@
 """Workload → Postgres → Debezium → Kafka → bronze → dbt → gold, compared with SQL on the source."""
 
+import json
 from datetime import UTC, datetime
 
 import psycopg
@@ -79,3 +80,27 @@ def test_bronze_holds_every_kafka_record_exactly_once(stack):
             assert (first, last) == (low, high - 1), (table, partition)
     # a real Debezium stream decodes completely: nothing quarantined
     assert "bronze.quarantine" not in {f"{s}.{t}" for s, t in conn.sql("select schema_name, table_name from duckdb_tables() union all select schema_name, view_name from duckdb_views()").fetchall()}
+
+
+def test_every_asset_run_leaves_lineage_and_quality_results(stack):
+    _load_and_materialize(stack, seed=104, customers=10, days=1)
+    conn = open_lake(stack)
+    events = [json.loads(line) for line in stack.lineage_file.read_text().splitlines()]
+    by_job: dict[str, list[dict]] = {}
+    for event in events:
+        by_job.setdefault(event["job"]["name"], []).append(event)
+    for job, table in [("bronze.cdc_orders", "bronze.cdc_orders"), ("dbt.gold.agg_daily_sales", "gold.agg_daily_sales")]:
+        last_run = by_job[job][-1]["run"]["runId"]
+        states = [e["eventType"] for e in by_job[job] if e["run"]["runId"] == last_run]
+        assert states == ["START", "COMPLETE"], job
+        complete = by_job[job][-1]
+        output = complete["outputs"][0]
+        rows = conn.sql(f"select count(*) from {table}").fetchone()[0]
+        assert output["outputFacets"]["outputStatistics"]["rowCount"] == rows
+        columns = [f["name"] for f in output["facets"]["schema"]["fields"]]
+        assert columns == [d[0] for d in conn.sql(f"select * from {table} limit 0").description]
+    assert by_job["bronze.cdc_orders"][-1]["inputs"][0]["namespace"].startswith("kafka://")
+
+    checked = dict(conn.sql("select table_name, bool_and(passed) from quality.results group by 1").fetchall())
+    assert checked.keys() >= {"bronze.cdc_orders", "silver.int_orders_current", "gold.agg_daily_sales"}
+    assert all(checked.values())

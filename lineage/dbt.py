@@ -1,0 +1,90 @@
+"""OpenLineage runs for dbt models, driven by dbt's own structured log events.
+
+dbt logs `LogStartLine` when a model begins and `LogModelResult` when it ends (both at info level, so
+they reach dagster-dbt); we send START and COMPLETE or FAIL at those moments, with the model's Delta
+inputs and output, and the output's schema and row count read from the Delta log once it is committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from typing import Any
+
+import pyarrow as pa
+
+from lineage.emitter import LineageEmitter, LineageRun
+from lineage.facets import DatasetId, dataset_for_delta_path
+
+
+class DbtModelFailed(Exception):
+    """Raised inside a model's lineage run to mark it FAIL; never escapes `DbtLineageTracker`."""
+
+
+class DbtLineageTracker:
+    def __init__(
+        self,
+        emitter: LineageEmitter,
+        manifest: Mapping[str, Any],
+        path_for: Callable[[str, str], str],
+        table_stats: Callable[[str], tuple[int, pa.Schema]],
+        parent: tuple[str, str],
+    ) -> None:
+        """`path_for(layer, table)` gives a Delta path; `table_stats(path)` its row count and schema."""
+        self.emitter = emitter
+        self.manifest = manifest
+        self.path_for = path_for
+        self.table_stats = table_stats
+        self.parent = parent
+        self._open: dict[str, tuple[ExitStack, LineageRun, DatasetId, str]] = {}
+
+    def _path(self, unique_id: str) -> str | None:
+        node = self.manifest["nodes"].get(unique_id) or self.manifest["sources"].get(unique_id)
+        if node is None or node["resource_type"] not in ("model", "source"):
+            return None
+        name = node["name"] if node["resource_type"] == "source" else node.get("alias") or node["name"]
+        return self.path_for(node["schema"], name)
+
+    def observe(self, raw_event: Mapping[str, Any]) -> None:
+        name = raw_event.get("info", {}).get("name")
+        node_info = raw_event.get("data", {}).get("node_info", {})
+        unique_id = node_info.get("unique_id", "")
+        if not unique_id.startswith("model.") or name not in ("LogStartLine", "LogModelResult"):
+            return
+        if name == "LogStartLine":
+            self._start(unique_id)
+        else:
+            self._finish(unique_id, node_info.get("node_status"))
+
+    def _start(self, unique_id: str) -> None:
+        node = self.manifest["nodes"][unique_id]
+        path = self._path(unique_id)
+        output = dataset_for_delta_path(path)
+        upstream = (self._path(u) for u in node.get("depends_on", {}).get("nodes", []))
+        inputs = [dataset_for_delta_path(p) for p in upstream if p]
+        stack = ExitStack()
+        run = stack.enter_context(
+            self.emitter.run(f"dbt.{node['schema']}.{node['name']}", inputs=inputs, outputs=[output], parent=self.parent)
+        )
+        self._open[unique_id] = (stack, run, output, path)
+
+    def _finish(self, unique_id: str, status: str | None) -> None:
+        if unique_id not in self._open:
+            return
+        stack, run, output, path = self._open.pop(unique_id)
+        if status == "success":
+            row_count, schema = self.table_stats(path)
+            run.set_output_stats(output, row_count=row_count, schema=schema)
+            stack.close()
+            return
+        try:
+            with stack:
+                raise DbtModelFailed(f"dbt model {unique_id} finished with status {status}")
+        except DbtModelFailed:
+            pass
+
+    def close(self) -> None:
+        """Models still open when dbt stops (killed, crashed) end as FAIL."""
+        for unique_id in list(self._open):
+            self._finish(unique_id, "interrupted")
+
