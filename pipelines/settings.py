@@ -124,7 +124,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         try:
             from_file = yaml.safe_load(config_file.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise SettingsError(f"{config_file}: not valid YAML ({exc})") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise SettingsError(f"{config_file}: not valid YAML{where}: {problem}") from exc
+        if not isinstance(from_file, dict):
+            raise SettingsError(f"{config_file}: expected a mapping of setting: value, got {type(from_file).__name__}")
         unknown = set(from_file) - names
         if unknown:
             raise SettingsError(f"{config_file}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
