@@ -22,6 +22,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, QUARANTINE
 from pipelines.cdc.decoder import DecodeError, decode
+from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
@@ -137,6 +138,7 @@ def _to_quarantine(msg: Message, error: str, batch_id: str, now: datetime) -> di
 
 def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, batch: _Batch) -> None:
     options = settings.delta_storage_options() or None
+    failpoint("cdc.before_write")
     if batch.quarantine:
         quarantine_path = settings.bronze_path("quarantine")
         done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
@@ -152,6 +154,7 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
                     app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
                 ),
             )
+            failpoint("cdc.after_quarantine_commit")
     write_deltalake(
         table_path,
         pa.Table.from_pylist(batch.rows, schema=BRONZE_CDC),
@@ -162,6 +165,7 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
             app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
         ),
     )
+    failpoint("cdc.after_commit")
 
 
 def _consumer(settings: Settings) -> Consumer:
