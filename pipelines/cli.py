@@ -49,6 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines.cdc.cli import add_cdc_commands
     from pipelines.stack.cli import add_stack_commands
     from pipelines.workload.cli import add_workload_commands
 
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     add_stack_commands(commands)
     add_workload_commands(commands)
+    add_cdc_commands(commands)
 
     ingest = commands.add_parser("ingest", help="ingest sources into bronze").add_subparsers(dest="source", required=True)
     cdc = ingest.add_parser("cdc", help="Debezium topics → bronze Delta, up to the topics' current end")

@@ -1,19 +1,28 @@
 """Debezium change events → decoded records. Pure functions: bytes in, dataclass out, no I/O.
 
-Handles the value with or without its JsonConverter schema, tombstones, transaction metadata
-(BEGIN/END), logical messages (op m), and the flattened rows of ExtractNewRecordState.
+Covers Debezium's documented record format for all its connectors: values with or without their
+JsonConverter schema, tombstones, op c/u/d/r/t/m, transaction metadata (BEGIN/END), the flattened rows
+of ExtractNewRecordState (`__op`, `__deleted`, `__source_*`), MongoDB's JSON-string documents, logical
+types (see logical_types.py) and the TOAST placeholder for values Debezium did not have.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.cdc.logical_types import LogicalTypeError, decode_struct
+from pipelines.cdc.logical_types import LogicalTypeError, decode_struct, field_schemas
 
-OPS = {"c", "u", "d", "r", "t", "m"}
+OPS = ("c", "u", "d", "r", "t", "m")
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
+# The same placeholder as it appears in binary (base64) and array columns
+_TOAST_FORMS = (TOAST_PLACEHOLDER, base64.b64encode(TOAST_PLACEHOLDER.encode()).decode(), [TOAST_PLACEHOLDER])
+
+# CLI contract: exactly these keys, in this order
+CONTRACT_KEYS = ("kind", "op", "connector", "database", "schema", "table", "key", "before", "after",
+                 "ts_ms", "lsn", "tx_id", "source", "transaction")
 
 
 class DecodeError(ValueError):
@@ -39,42 +48,57 @@ class DecodedRecord:
     # columns whose value Debezium did not have (unchanged TOASTed values); silver keeps the old value
     unavailable_columns: tuple[str, ...] = field(default=())
 
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["unavailable_columns"] = list(self.unavailable_columns)
-        return out
+    def contract(self) -> dict[str, Any]:
+        """The `lakehouse cdc decode` output object."""
+        values = asdict(self)
+        return {k: values[k] for k in CONTRACT_KEYS}
 
 
 def _parse_json(raw: bytes | str | None, what: str) -> Any:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DecodeError(f"{what} is not valid JSON: {exc}") from exc
+        # JsonConverter writes UTF-8; json.loads(bytes) would guess UTF-16/32 from leading NUL bytes
+        return json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"{what} is not UTF-8 text (binary data?): {exc.reason} at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise DecodeError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
 
 
 def _split_schema(document: Any) -> tuple[dict | None, Any]:
-    """JsonConverter with schemas.enable=true wraps the value as {schema, payload}."""
+    """JsonConverter with schemas.enable=true wraps a value as {schema, payload}."""
     if isinstance(document, dict) and set(document) == {"schema", "payload"}:
-        return document["schema"], document["payload"]
+        schema = document["schema"]
+        return (schema if isinstance(schema, dict) else None), document["payload"]
     return None, document
-
-
-def _field_schema(schema: dict | None, name: str) -> dict | None:
-    for f in (schema or {}).get("fields", []) or []:
-        if f.get("field") == name:
-            return f
-    return None
 
 
 def _strip_toast(row: dict | None) -> tuple[dict | None, tuple[str, ...]]:
     if row is None:
         return None, ()
-    missing = tuple(k for k, v in row.items() if v == TOAST_PLACEHOLDER or v == [TOAST_PLACEHOLDER])
+    missing = tuple(k for k, v in row.items() if any(v == form for form in _TOAST_FORMS))
     if not missing:
         return row, ()
     return {k: v for k, v in row.items() if k not in missing}, missing
+
+
+def _decode_row(value: Any, schema: dict | None, name: str) -> tuple[dict | None, tuple[str, ...]]:
+    """A before/after image: placeholders removed first (they are not data, whatever the column type),
+    then logical types decoded."""
+    if isinstance(value, str):
+        # MongoDB sends documents as extended-JSON strings: keep them as JSON
+        parsed = _parse_json(value, name)
+        if not isinstance(parsed, dict):
+            raise DecodeError(f"{name} is a JSON string but not a document")
+        return parsed, ()
+    if value is not None and not isinstance(value, dict):
+        raise DecodeError(f"{name} must be an object or null, got {type(value).__name__}")
+    row, unavailable = _strip_toast(value)
+    try:
+        return decode_struct(row, schema), unavailable
+    except LogicalTypeError as exc:
+        raise DecodeError(f"{name}: {exc}") from exc
 
 
 def _decode_key(key: bytes | str | None) -> dict | None:
@@ -87,14 +111,31 @@ def _decode_key(key: bytes | str | None) -> dict | None:
             return decode_struct(payload, schema)
         except LogicalTypeError as exc:
             raise DecodeError(f"key: {exc}") from exc
-    # a primitive key (e.g. MongoDB's id string or a single-column key without struct)
+    # a primitive key, e.g. a single-column key without a struct
     return {"id": payload}
 
 
+def _connector(source: dict) -> str | None:
+    """Old Debezium versions did not name the connector in `source`; its fields tell."""
+    if source.get("connector"):
+        return source["connector"]
+    if "file" in source and "pos" in source:
+        return "mysql"
+    if "change_lsn" in source or "commit_lsn" in source:
+        return "sqlserver"
+    if "scn" in source:
+        return "oracle"
+    if "rs" in source or "ord" in source:
+        return "mongodb"
+    if "lsn" in source or "txId" in source:
+        return "postgresql"
+    return None
+
+
 def _lsn(source: dict) -> int | str | None:
-    # PostgreSQL: lsn (int); MySQL: file/pos; SQL Server: change_lsn/commit_lsn (strings); Oracle: scn;
-    # MongoDB: resume token. Keep what identifies the position for the connector at hand.
-    for name in ("lsn", "change_lsn", "commit_lsn", "scn", "commit_scn"):
+    """The source position that orders changes, in the connector's own form: Postgres `lsn`, SQL
+    Server `change_lsn`, Oracle `scn`, MySQL `file:pos`, MongoDB `ts_ms:ord`."""
+    for name in ("lsn", "change_lsn", "scn", "commit_lsn", "commit_scn"):
         if source.get(name) is not None:
             return source[name]
     if source.get("file") is not None and source.get("pos") is not None:
@@ -114,8 +155,11 @@ def _tx_id(payload: dict, source: dict) -> str | int | None:
     return None
 
 
+def _blank_to_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
 def _decode_transaction(payload: dict) -> DecodedRecord:
-    collections = payload.get("data_collections")
     return DecodedRecord(
         kind="transaction",
         ts_ms=payload.get("ts_ms"),
@@ -124,99 +168,99 @@ def _decode_transaction(payload: dict) -> DecodedRecord:
             "status": payload["status"],
             "id": payload.get("id"),
             "event_count": payload.get("event_count"),
-            "data_collections": collections,
+            "data_collections": payload.get("data_collections"),
         },
     )
 
 
 def _decode_flattened(payload: dict, schema: dict | None, key: dict | None) -> DecodedRecord:
-    """ExtractNewRecordState output: the row itself, with optional __op, __deleted, __source_* fields."""
-    row = decode_struct(payload, schema)
-    meta = {k: row.pop(k) for k in [k for k in row if k.startswith("__")]}
+    """ExtractNewRecordState's output: the row itself plus optional `__`-prefixed metadata fields.
+    Without `__op`, a row is an upsert of its key (the SMT drops deletes or marks them `__deleted`), so
+    it is reported as op "u": applying it replaces the row whether or not it existed."""
+    meta = {k: v for k, v in payload.items() if k.startswith("__")}
+    row, unavailable = _decode_row({k: v for k, v in payload.items() if not k.startswith("__")}, schema, "row")
     deleted = str(meta.get("__deleted", "false")).lower() == "true"
-    op = meta.get("__op") or ("d" if deleted else None)
-    if op is not None and op not in OPS:
-        raise DecodeError(f"unknown op {op!r} in flattened record")
-    row, unavailable = _strip_toast(row)
+    op = meta.get("__op") or ("d" if deleted else "u")
+    if op not in OPS:
+        raise DecodeError(f"unknown op {op!r} in flattened record (__op)")
+    if op == "d" and not deleted:
+        deleted = True
+
+    def meta_of(*names: str) -> Any:
+        return next((meta[n] for n in names if meta.get(n) is not None), None)
+
     return DecodedRecord(
         kind="change",
         op=op,
-        database=meta.get("__db") or meta.get("__source_db"),
-        schema=meta.get("__schema") or meta.get("__source_schema"),
-        table=meta.get("__table") or meta.get("__source_table"),
+        connector=meta_of("__source_connector", "__connector"),
+        database=meta_of("__source_db", "__db"),
+        schema=meta_of("__source_schema", "__schema"),
+        table=meta_of("__source_table", "__table"),
         key=key,
         before=row if deleted else None,
         after=None if deleted else row,
-        ts_ms=meta.get("__ts_ms") or meta.get("__source_ts_ms"),
-        lsn=meta.get("__lsn") or meta.get("__source_lsn"),
-        tx_id=meta.get("__txId") or meta.get("__source_txId"),
+        ts_ms=meta_of("__ts_ms", "__source_ts_ms"),
+        lsn=meta_of("__source_lsn", "__lsn", "__source_change_lsn", "__source_scn"),
+        tx_id=meta_of("__source_txId", "__txId", "__transaction_id"),
         unavailable_columns=unavailable,
     )
 
 
-def _decode_row(value: Any, schema: dict | None, name: str) -> dict | None:
-    if isinstance(value, str):
-        # MongoDB's after/patch/filter are extended-JSON strings: keep them as JSON
-        parsed = _parse_json(value, name)
-        return parsed if isinstance(parsed, dict) else {"value": parsed}
-    if value is not None and not isinstance(value, dict):
-        raise DecodeError(f"{name} must be an object or null, got {type(value).__name__}")
-    try:
-        return decode_struct(value, schema)
-    except LogicalTypeError as exc:
-        raise DecodeError(f"{name}: {exc}") from exc
+def _is_transaction_event(payload: dict) -> bool:
+    return payload.get("status") in ("BEGIN", "END") and "op" not in payload and "id" in payload
 
 
 def decode(value: bytes | str | None, key: bytes | str | None = None, topic: str | None = None) -> DecodedRecord:
-    """Decode one Kafka record of a Debezium topic."""
+    """Decode one Kafka record of a Debezium topic. Raises DecodeError for anything else."""
     decoded_key = _decode_key(key)
     document = _parse_json(value, "value")
     schema, payload = _split_schema(document)
     if payload is None:
+        # a null record value, or {"schema": null, "payload": null} as some tools render it
         return DecodedRecord(kind="tombstone", key=decoded_key)
     if not isinstance(payload, dict):
-        raise DecodeError(f"value payload must be a JSON object, got {type(payload).__name__}")
-
-    if "status" in payload and payload.get("status") in ("BEGIN", "END") and "op" not in payload:
+        raise DecodeError(f"value must be a JSON object, got {type(payload).__name__}")
+    if not payload:
+        raise DecodeError("value is an empty JSON object, not a Debezium event")
+    if _is_transaction_event(payload):
         return _decode_transaction(payload)
-
     if "op" not in payload:
-        if "source" in payload or "before" in payload or "after" in payload:
+        if {"before", "after", "source"} & set(payload):
             raise DecodeError("change event has no 'op' field")
-        if not payload:
-            raise DecodeError("value is an empty object, not a change event")
         return _decode_flattened(payload, schema, decoded_key)
 
     op = payload["op"]
     if op not in OPS:
-        raise DecodeError(f"unknown op {op!r} (expected one of c, u, d, r, t, m)")
+        raise DecodeError(f"unknown op {op!r} (expected one of {', '.join(OPS)})")
     source = payload.get("source")
     if source is not None and not isinstance(source, dict):
         raise DecodeError("'source' must be an object")
     source = source or {}
-
-    before = _decode_row(payload.get("before"), _field_schema(schema, "before"), "before")
-    after_raw = payload.get("after", payload.get("patch"))
-    after = _decode_row(after_raw, _field_schema(schema, "after"), "after")
-    before, _ = _strip_toast(before)
-    after, unavailable = _strip_toast(after)
+    fields = field_schemas(schema)
+    before, _ = _decode_row(payload.get("before"), fields.get("before"), "before")
+    after, unavailable = _decode_row(
+        payload.get("after", payload.get("patch")), fields.get("after") or fields.get("patch"), "after"
+    )
     if op in ("c", "r") and after is None:
-        raise DecodeError(f"op {op!r} without 'after'")
+        raise DecodeError(f"op {op!r} without an 'after' row")
+    if op == "u" and after is None and "updateDescription" not in payload:
+        raise DecodeError("op 'u' without an 'after' row")
     if op == "d" and before is None and decoded_key is None:
         raise DecodeError("delete without 'before' and without a key: cannot tell which row")
+    if op == "m" and not isinstance(payload.get("message"), dict):
+        raise DecodeError("op 'm' without a 'message' object")
 
     transaction = payload.get("transaction") if isinstance(payload.get("transaction"), dict) else None
-    message = payload.get("message") if op == "m" else None
     return DecodedRecord(
         kind="message" if op == "m" else "change",
         op=op,
-        connector=source.get("connector"),
-        database=source.get("db"),
-        schema=source.get("schema"),
-        table=source.get("table") or source.get("collection"),
+        connector=_connector(source),
+        database=_blank_to_none(source.get("db")),
+        schema=_blank_to_none(source.get("schema")),
+        table=_blank_to_none(source.get("table") or source.get("collection")),
         key=decoded_key,
         before=before,
-        after=after if op != "m" else message,
+        after=payload["message"] if op == "m" else after,
         ts_ms=payload.get("ts_ms") if payload.get("ts_ms") is not None else source.get("ts_ms"),
         lsn=_lsn(source),
         tx_id=_tx_id(payload, source),

@@ -28,7 +28,10 @@ def _unscaled_bytes_to_decimal(raw: Any, scale: int) -> str:
     if not isinstance(raw, (bytes, bytearray)):
         raise LogicalTypeError(f"decimal value must be base64 bytes, got {type(raw).__name__}")
     unscaled = int.from_bytes(raw, "big", signed=True)
-    return str(Decimal(unscaled).scaleb(-scale))
+    digits = tuple(int(d) for d in str(abs(unscaled)))
+    # built from its digits, not by arithmetic: no context precision or rounding applies; format "f"
+    # keeps every digit where str() would switch to exponent notation
+    return format(Decimal((int(unscaled < 0), digits, -scale)), "f")
 
 
 def decode_decimal(value: Any, schema: dict) -> str:
@@ -124,6 +127,33 @@ DECODERS: dict[str, Callable[[Any, dict], Any]] = {
 }
 
 
+_INTEGER_TYPES = {"int8", "int16", "int32", "int64"}
+
+
+def _coerce_primitive(value: Any, connect_type: str) -> Any:
+    """Some producers (and Debezium's own docs) quote numbers and booleans; the schema says what they are."""
+    if not isinstance(value, str):
+        return value
+    if connect_type in _INTEGER_TYPES:
+        try:
+            return int(value)
+        except ValueError:
+            raise LogicalTypeError(f"{connect_type} field holds {value!r}") from None
+    if connect_type == "boolean" and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def field_schemas(schema: dict | None) -> dict[str, dict]:
+    """Field name → field schema of a struct schema. Accepts the JsonConverter form
+    ({"field": name, "type": ...}) and the form in Debezium's docs ({"name": name, "schema": {...}})."""
+    out = {}
+    for f in (schema or {}).get("fields", []) or []:
+        name = f.get("field") if "field" in f else f.get("name")
+        out[name] = {**f, **f["schema"]} if isinstance(f.get("schema"), dict) else f
+    return out
+
+
 def decode_value(value: Any, schema: dict | None) -> Any:
     """Decode one field value given its Connect schema (None when schemas are disabled)."""
     if value is None or not schema:
@@ -131,11 +161,12 @@ def decode_value(value: Any, schema: dict | None) -> Any:
     decoder = DECODERS.get(schema.get("name") or "")
     if decoder is not None:
         return decoder(value, schema)
-    if schema.get("type") == "struct" and isinstance(value, dict):
+    connect_type = str(schema.get("type", "")).lower()
+    if connect_type == "struct" and isinstance(value, dict):
         return decode_struct(value, schema)
-    if schema.get("type") == "array" and isinstance(value, list):
+    if connect_type == "array" and isinstance(value, list):
         return [decode_value(v, schema.get("items")) for v in value]
-    return value
+    return _coerce_primitive(value, connect_type)
 
 
 def decode_struct(value: dict | None, schema: dict | None) -> dict | None:
@@ -143,5 +174,5 @@ def decode_struct(value: dict | None, schema: dict | None) -> dict | None:
         return None
     if not isinstance(value, dict):
         raise LogicalTypeError(f"expected a row object, got {type(value).__name__}")
-    fields = {f.get("field"): f for f in (schema or {}).get("fields", [])}
+    fields = field_schemas(schema)
     return {name: decode_value(v, fields.get(name)) for name, v in value.items()}
