@@ -9,10 +9,10 @@ from pipelines.settings import SettingsError, load_settings
 
 
 def _ingest_cdc(args: argparse.Namespace) -> int:
-    from pipelines.cdc.ingest import SOURCE_TABLES, ingest_topic, topic_for
+    from pipelines.cdc.ingest import CDC_STREAMS, ingest_topic, topic_for
 
     settings = load_settings()
-    topics = [topic_for(settings, t) for t in (args.table or SOURCE_TABLES)]
+    topics = [topic_for(settings, t) for t in (args.table or CDC_STREAMS)]
     for topic in topics:
         r = ingest_topic(settings, topic)
         print(f"{topic}: read {r.records_read}, bronze {r.bronze_rows}, quarantined {r.quarantined}")
@@ -50,6 +50,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from pipelines.cdc.cli import add_cdc_commands
+    from pipelines.cdc.ingest import CDC_STREAMS
     from pipelines.stack.cli import add_stack_commands
     from pipelines.workload.cli import add_workload_commands
 
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="ingest sources into bronze").add_subparsers(dest="source", required=True)
     cdc = ingest.add_parser("cdc", help="Debezium topics → bronze Delta, up to the topics' current end")
-    cdc.add_argument("--table", action="append", help="source table (repeatable; default: all)")
+    cdc.add_argument(
+        "--table", action="append", choices=CDC_STREAMS, help="source table or `transaction` (repeatable; default: all)"
+    )
     cdc.set_defaults(func=_ingest_cdc)
 
     materialize = commands.add_parser("materialize", help="run assets in this process, recorded in the Dagster instance")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from pipelines.cdc.ingest import SOURCE_TABLES, ingest_topic, topic_for
+from pipelines.cdc.ingest import CDC_STREAMS, TRANSACTIONS, bronze_table_name, ingest_topic, topic_for
 from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_kafka_topic
 from pipelines.lake import delta_table_metadata, delta_table_stats
@@ -23,25 +23,33 @@ def kafka_column_lineage(topic: DatasetId) -> dict[str, list[tuple[str, str, str
     return lineage
 
 
-def bronze_cdc_asset(table: str) -> dg.AssetsDefinition:
-    bronze_table = f"cdc_{table}"
+def _describe(stream: str) -> str:
+    if stream == TRANSACTIONS:
+        what = "Every Debezium transaction metadata event (BEGIN/END with event counts per table)"
+    else:
+        what = f"Every Debezium change event of public.{stream}"
+    return (
+        f"{what}, as it arrived, exactly once: decoded before/after rows, op, LSN, tx id and Kafka "
+        "position. Undecodable records go to bronze/quarantine. Reads up to the topic's high-water marks "
+        "at the start of the run."
+    )
+
+
+def bronze_cdc_asset(stream: str) -> dg.AssetsDefinition:
+    bronze_table = bronze_table_name(stream)
 
     @dg.asset(
         key=["bronze", bronze_table],
         group_name="bronze",
         kinds={"kafka", "delta"},
         owners=[OWNER],
-        description=(
-            f"Every Debezium change event of public.{table}, as it arrived, exactly once: decoded "
-            "before/after rows, op, LSN, tx id and Kafka position. Undecodable records go to "
-            "bronze/quarantine. Reads up to the topic's high-water marks at the start of the run."
-        ),
+        description=_describe(stream),
     )
     def _bronze_cdc(
         context: dg.AssetExecutionContext, lakehouse: LakehouseSettings, lineage: LineageResource
     ) -> dg.MaterializeResult:
         settings = lakehouse.load()
-        topic = topic_for(settings, table)
+        topic = topic_for(settings, stream)
         source = dataset_for_kafka_topic(settings.kafka_bootstrap, topic)
         target_path = settings.bronze_path(bronze_table)
         target = dataset_for_delta_path(target_path)
@@ -78,4 +86,4 @@ def _exists(settings, bronze_table: str) -> bool:
     return DeltaTable.is_deltatable(settings.bronze_path(bronze_table), settings.delta_storage_options() or None)
 
 
-cdc_assets = [bronze_cdc_asset(table) for table in SOURCE_TABLES]
+cdc_assets = [bronze_cdc_asset(stream) for stream in CDC_STREAMS]

@@ -26,16 +26,24 @@ from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
+TRANSACTIONS = "transaction"
+# every Debezium stream we ingest: one per source table, plus the transaction metadata (BEGIN/END)
+CDC_STREAMS = (*SOURCE_TABLES, TRANSACTIONS)
+
+
+def bronze_table_name(stream: str) -> str:
+    return "cdc_transactions" if stream == TRANSACTIONS else f"cdc_{stream}"
 
 
 def bronze_table_for(topic: str) -> str:
     """`shop.public.orders` → `cdc_orders`; `shop.transaction` → `cdc_transactions`."""
-    last = topic.rsplit(".", 1)[-1]
-    return "cdc_transactions" if last == "transaction" else f"cdc_{last}"
+    return bronze_table_name(topic.rsplit(".", 1)[-1])
 
 
-def topic_for(settings: Settings, table: str) -> str:
-    return f"{settings.topic_prefix}.public.{table}"
+def topic_for(settings: Settings, stream: str) -> str:
+    if stream == TRANSACTIONS:
+        return f"{settings.topic_prefix}.{TRANSACTIONS}"
+    return f"{settings.topic_prefix}.public.{stream}"
 
 
 @dataclass

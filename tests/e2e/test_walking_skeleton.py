@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from pipelines.analyst import open_lake
-from pipelines.cdc.ingest import SOURCE_TABLES, topic_for
+from pipelines.cdc.ingest import CDC_STREAMS, bronze_table_name, topic_for
 from pipelines.run import materialize_all
 from pipelines.stack.capture import wait_until_captured
 from pipelines.workload.oracle import daily_sales
@@ -67,11 +67,11 @@ def test_gold_daily_sales_equal_sql_on_the_source_after_each_workload(stack):
 def test_bronze_holds_every_kafka_record_exactly_once(stack):
     _load_and_materialize(stack, seed=103, customers=10, days=1)
     conn = open_lake(stack)
-    for table in SOURCE_TABLES:
-        topic = topic_for(stack, table)
+    for stream in CDC_STREAMS:
+        topic, table = topic_for(stack, stream), bronze_table_name(stream)
         rows = conn.sql(
             f'select "partition", count(*), count(distinct "offset"), min("offset"), max("offset") '
-            f"from bronze.cdc_{table} group by 1"
+            f"from bronze.{table} group by 1"
         ).fetchall()
         counts = {r[0]: r[1:] for r in rows}
         for partition, (low, high) in _topic_end_offsets(stack, topic).items():

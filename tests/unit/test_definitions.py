@@ -19,6 +19,7 @@ EXPECTED_GRAPH = {
     "bronze/cdc_payments": [],
     "bronze/cdc_products": [],
     "bronze/cdc_shipments": [],
+    "bronze/cdc_transactions": [],
     "silver/stg_shop__orders": ["bronze/cdc_orders"],
     "silver/int_orders_current": ["silver/stg_shop__orders"],
     "gold/agg_daily_sales": ["silver/int_orders_current"],
