@@ -9,14 +9,31 @@ from pipelines.settings import SettingsError, load_settings
 
 
 def _ingest_cdc(args: argparse.Namespace) -> int:
-    from pipelines.cdc.ingest import CDC_STREAMS, ingest_topic, topic_for
+    from pipelines.cdc.ingest import CDC_STREAMS, follow_topics, ingest_topic, topic_for
 
     settings = load_settings()
     topics = [topic_for(settings, t) for t in (args.table or CDC_STREAMS)]
+    if args.follow:
+        stop = _stop_on_signals()
+        print(f"following {len(topics)} topics into {settings.lake_root}/bronze; Ctrl-C or SIGTERM to stop")
+        for r in follow_topics(settings, topics, max_latency=args.max_latency, should_stop=stop.is_set):
+            print(f"{r.topic}: read {r.records_read}, bronze {r.bronze_rows}, quarantined {r.quarantined}")
+        return 0
     for topic in topics:
         r = ingest_topic(settings, topic)
         print(f"{topic}: read {r.records_read}, bronze {r.bronze_rows}, quarantined {r.quarantined}")
     return 0
+
+
+def _stop_on_signals():
+    """An event set by SIGINT/SIGTERM, so a follower commits what it holds before it exits."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 def _materialize(args: argparse.Namespace) -> int:
@@ -61,10 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_cdc_commands(commands)
 
     ingest = commands.add_parser("ingest", help="ingest sources into bronze").add_subparsers(dest="source", required=True)
-    cdc = ingest.add_parser("cdc", help="Debezium topics → bronze Delta, up to the topics' current end")
+    cdc = ingest.add_parser("cdc", help="Debezium topics → bronze Delta, up to the topics' current end (or --follow)")
     cdc.add_argument(
         "--table", action="append", choices=CDC_STREAMS, help="source table or `transaction` (repeatable; default: all)"
     )
+    cdc.add_argument("--follow", action="store_true", help="keep consuming until interrupted (low latency)")
+    cdc.add_argument("--max-latency", type=float, default=1.0, help="with --follow: commit at least every N s")
     cdc.set_defaults(func=_ingest_cdc)
 
     materialize = commands.add_parser("materialize", help="run assets in this process, recorded in the Dagster instance")

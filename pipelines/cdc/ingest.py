@@ -11,6 +11,7 @@ already holds, so it too never duplicates.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -185,66 +186,139 @@ def _consumer(settings: Settings) -> Consumer:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # end-of-partition events tell us a target was reached even when the last offsets are not
+            # messages (transaction markers, compaction)
+            "enable.partition.eof": True,
             "fetch.max.bytes": 64 * 1024 * 1024,
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }
     )
 
 
-def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0) -> IngestResult:
-    """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop."""
-    table_path = settings.bronze_path(bronze_table_for(topic))
-    result = IngestResult(topic=topic, table_path=table_path)
-    consumer = _consumer(settings)
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        topic_meta = metadata.topics.get(topic)
-        if topic_meta is None or topic_meta.error is not None:
-            raise RuntimeError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
-        partitions = sorted(topic_meta.partitions)
-        stored = stored_offsets(table_path, topic, partitions, settings.delta_storage_options())
-        targets: dict[int, int] = {}
-        assignment = []
-        for p in partitions:
+class TopicIngestion:
+    """One topic's way into bronze: where to start, the batch being built, and its commits."""
+
+    def __init__(self, settings: Settings, topic: str, consumer: Consumer, batch_size: int) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.batch_size = batch_size
+        self.table_path = settings.bronze_path(bronze_table_for(topic))
+        self.result = IngestResult(topic=topic, table_path=self.table_path)
+        self.batch = _Batch()
+        self.batch_id = str(uuid.uuid4())
+        self.batch_started = time.monotonic()
+        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is None or metadata.error is not None:
+            raise KafkaTopicError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
+        self.partitions = sorted(metadata.partitions)
+        stored = stored_offsets(self.table_path, topic, self.partitions, settings.delta_storage_options())
+        self.assignment = []
+        for p in self.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             start = max(stored.get(p, low), low)
-            result.start_offsets[p] = start
-            result.end_offsets[p] = high
-            if start < high:
-                targets[p] = high
-                assignment.append(TopicPartition(topic, p, start if p in stored else OFFSET_BEGINNING))
-        if not targets:
-            return result
-        consumer.assign(assignment)
-        batch_id = str(uuid.uuid4())
-        batch = _Batch()
-        pending = dict(targets)
+            self.result.start_offsets[p] = start
+            self.result.end_offsets[p] = high
+            self.assignment.append(TopicPartition(topic, p, start if p in stored else OFFSET_BEGINNING))
+
+    def add(self, msg: Message, now: datetime) -> None:
+        self.result.records_read += 1
+        try:
+            self.batch.rows.append(_to_row(msg, self.batch_id, now))
+        except (DecodeError, UnicodeDecodeError) as exc:
+            self.batch.quarantine.append(_to_quarantine(msg, str(exc), self.batch_id, now))
+        self.batch.next_offsets[msg.partition()] = msg.offset() + 1
+
+    @property
+    def batch_full(self) -> bool:
+        return len(self.batch.rows) + len(self.batch.quarantine) >= self.batch_size
+
+    @property
+    def batch_age(self) -> float:
+        return time.monotonic() - self.batch_started
+
+    def commit(self) -> None:
+        if self.batch.next_offsets:
+            commit_batch_with_offsets(self.settings, self.topic, self.table_path, self.batch)
+            self.result.commits += 1
+            self.result.bronze_rows += len(self.batch.rows)
+            self.result.quarantined += len(self.batch.quarantine)
+        self.batch = _Batch()
+        self.batch_id = str(uuid.uuid4())
+        self.batch_started = time.monotonic()
+
+
+class KafkaTopicError(RuntimeError):
+    """A topic that does not exist or a broker error while reading it."""
+
+
+def _check(msg: Message) -> bool:
+    """True for a data message; False for an end-of-partition event; raises on a real error."""
+    error = msg.error()
+    if error is None:
+        return True
+    if error.code() == KafkaError._PARTITION_EOF:
+        return False
+    raise KafkaTopicError(f"Kafka error on {msg.topic()}/{msg.partition()}: {error}")
+
+
+def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0) -> IngestResult:
+    """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop."""
+    consumer = _consumer(settings)
+    try:
+        ingestion = TopicIngestion(settings, topic, consumer, batch_size)
+        targets = ingestion.result.end_offsets
+        pending = {p for p in ingestion.partitions if ingestion.result.start_offsets[p] < targets[p]}
+        if not pending:
+            return ingestion.result
+        consumer.assign([tp for tp in ingestion.assignment if tp.partition in pending])
         while pending:
             messages = consumer.consume(num_messages=min(batch_size, 10_000), timeout=poll_timeout)
             now = datetime.now(timezone.utc)
             for msg in messages:
-                if msg.error():
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise RuntimeError(f"Kafka error on {topic}: {msg.error()}")
-                p, offset = msg.partition(), msg.offset()
-                if p not in pending or offset >= targets[p]:
+                p = msg.partition()
+                if p not in pending:
                     continue
-                result.records_read += 1
-                try:
-                    batch.rows.append(_to_row(msg, batch_id, now))
-                except (DecodeError, UnicodeDecodeError) as exc:
-                    batch.quarantine.append(_to_quarantine(msg, str(exc), batch_id, now))
-                batch.next_offsets[p] = offset + 1
-                if offset + 1 >= targets[p]:
-                    pending.pop(p)
-            if batch.next_offsets and (len(batch.rows) + len(batch.quarantine) >= batch_size or not pending):
-                commit_batch_with_offsets(settings, topic, table_path, batch)
-                result.commits += 1
-                result.bronze_rows += len(batch.rows)
-                result.quarantined += len(batch.quarantine)
-                batch = _Batch()
-                batch_id = str(uuid.uuid4())
-        return result
+                if not _check(msg):
+                    if msg.offset() >= targets[p]:
+                        pending.discard(p)
+                    continue
+                if msg.offset() >= targets[p]:
+                    pending.discard(p)
+                    continue
+                ingestion.add(msg, now)
+                if msg.offset() + 1 >= targets[p]:
+                    pending.discard(p)
+            if ingestion.batch_full or not pending:
+                ingestion.commit()
+        return ingestion.result
+    finally:
+        consumer.close()
+
+
+def follow_topics(
+    settings: Settings,
+    topics: list[str],
+    batch_size: int = 50_000,
+    max_latency: float = 1.0,
+    should_stop=lambda: False,
+) -> list[IngestResult]:
+    """Continuous mode: consume `topics` and commit each topic's batch when it is full or `max_latency`
+    seconds old, until `should_stop()` is true; the pending batches are committed before returning."""
+    consumer = _consumer(settings)
+    try:
+        ingestions = {topic: TopicIngestion(settings, topic, consumer, batch_size) for topic in topics}
+        consumer.assign([tp for i in ingestions.values() for tp in i.assignment])
+        while not should_stop():
+            messages = consumer.consume(num_messages=10_000, timeout=min(max_latency, 0.2))
+            now = datetime.now(timezone.utc)
+            for msg in messages:
+                if _check(msg):
+                    ingestions[msg.topic()].add(msg, now)
+            for ingestion in ingestions.values():
+                if ingestion.batch_full or (ingestion.batch.next_offsets and ingestion.batch_age >= max_latency):
+                    ingestion.commit()
+        for ingestion in ingestions.values():
+            ingestion.commit()
+        return [i.result for i in ingestions.values()]
     finally:
         consumer.close()

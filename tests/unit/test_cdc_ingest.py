@@ -74,3 +74,38 @@ def test_undecodable_records_are_quarantined_and_counts_reconcile(mock_kafka, se
     quarantine = DeltaTable(settings.bronze_path("quarantine")).to_pyarrow_table().to_pylist()
     assert sorted(r["raw_value"] for r in quarantine) == [b"\x00not json"] * 4
     assert all("not valid JSON" in r["error"] for r in quarantine)
+
+
+def test_follow_commits_new_records_within_the_latency_bound_and_stops_cleanly(mock_kafka, settings):
+    import threading
+    import time
+
+    from pipelines.cdc.ingest import follow_topics
+
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 10)
+    stop = threading.Event()
+    results = []
+    follower = threading.Thread(
+        target=lambda: results.extend(follow_topics(settings, ["shop.public.orders"], max_latency=0.5, should_stop=stop.is_set))
+    )
+    follower.start()
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if DeltaTable.is_deltatable(settings.bronze_path("cdc_orders")) and len(_offsets(settings, "cdc_orders")) == 10:
+                break
+            time.sleep(0.2)
+        assert len(_offsets(settings, "cdc_orders")) == 10
+        _produce(producer, "shop.public.orders", 5, start=10)
+        produced_at = time.monotonic()
+        while len(_offsets(settings, "cdc_orders")) < 15 and time.monotonic() - produced_at < 20:
+            time.sleep(0.1)
+        assert len(_offsets(settings, "cdc_orders")) == 15
+    finally:
+        stop.set()
+        follower.join(30)
+    assert not follower.is_alive()
+    offsets = _offsets(settings, "cdc_orders")
+    assert len(set(offsets)) == 15
+    assert results[0].records_read == 15
