@@ -20,11 +20,12 @@ DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 
 
 def prepare_dbt_manifest() -> None:
-    """`dbt parse` when the manifest is missing (fresh clone) or under `dagster dev` (models edited)."""
-    if DBT_PROJECT.manifest_path.exists():
-        DBT_PROJECT.prepare_if_dev()
-    else:
-        DBT_PROJECT.preparer.prepare(DBT_PROJECT)
+    """`dbt parse` when the manifest is missing (fresh clone) or under `dagster dev` (models may have
+    changed). dagster-dbt's own preparer looks for `dbt` on PATH, which `dagster dev` started outside
+    the venv does not have, so we call the venv's dbt ourselves."""
+    if DBT_PROJECT.manifest_path.exists() and not DBT_PROJECT.preparer.using_dagster_dev():
+        return
+    dbt_resource().cli(["parse", "--quiet"], target_path=DBT_PROJECT.target_path).wait()
 
 
 class LakehouseDbtTranslator(DagsterDbtTranslator):

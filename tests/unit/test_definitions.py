@@ -60,3 +60,17 @@ def test_dagster_cli_loads_the_workspace():
         timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_definitions_load_under_dagster_dev_without_the_venv_on_path():
+    # `dagster dev` sets DAGSTER_IS_DEV_CLI, which makes dagster-dbt re-parse the project at load time
+    python = Path(sys.executable)
+    done = subprocess.run(
+        [str(python), "-c", "from pipelines.definitions import defs; print(len(list(defs.assets)))"],
+        cwd=PROJECT,
+        env={"PATH": "/usr/bin:/bin", "DAGSTER_IS_DEV_CLI": "1", "HOME": str(Path.home())},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
