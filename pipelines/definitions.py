@@ -4,16 +4,18 @@ import dagster as dg
 
 from lineage.emitter import LineageResource
 from pipelines.cdc.assets import cdc_assets
+from pipelines.events.assets import events_assets, events_sensors
 from pipelines.resources import LakehouseSettings
 from pipelines.transform.assets import dbt_model_assets, dbt_resource
 from quality.checks import build_quality_checks
 
-assets = [*cdc_assets, *dbt_model_assets]
+assets = [*cdc_assets, *events_assets, *dbt_model_assets]
 
 defs = dg.Definitions(
     assets=assets,
     # a Great Expectations suite (quality/rules.yml) on every asset; ERROR failures block downstream
     asset_checks=build_quality_checks([key for asset in assets for key in asset.keys]),
+    sensors=[*events_sensors],
     resources={
         "lakehouse": LakehouseSettings(),
         "dbt": dbt_resource(),

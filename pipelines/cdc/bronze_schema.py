@@ -42,5 +42,9 @@ QUARANTINE = pa.schema(
         pa.field("error", pa.string(), nullable=False),
         pa.field("first_seen", UTC_MICROS, nullable=False),
         pa.field("ingest_batch_id", pa.string(), nullable=False),
+        # S3 events (pipelines/events): the object version and line a quarantined line came from
+        pa.field("object_key", pa.string()),
+        pa.field("etag", pa.string()),
+        pa.field("line_number", pa.int64()),
     ]
 )

@@ -20,6 +20,7 @@ EXPECTED_GRAPH = {
     "bronze/cdc_products": [],
     "bronze/cdc_shipments": [],
     "bronze/cdc_transactions": [],
+    "bronze/events": [],
     "silver/stg_shop__orders": ["bronze/cdc_orders"],
     "silver/int_orders_current": ["silver/stg_shop__orders"],
     "gold/agg_daily_sales": ["silver/int_orders_current"],
