@@ -36,6 +36,8 @@ class Settings:
     events_prefix: str
     lineage_file: Path
     dbt_project_dir: Path
+    # true when the connector applies ExtractNewRecordState (values are bare rows, not change events)
+    cdc_flattened_records: bool
 
     @property
     def stack_dir(self) -> Path:
@@ -83,6 +85,7 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "events_prefix": "raw/events",
         "lineage_file": data_dir / "lineage" / "events.jsonl",
         "dbt_project_dir": PROJECT_DIR / "dbt_project",
+        "cdc_flattened_records": False,
     }
 
 
@@ -109,8 +112,19 @@ def _from_stack_state(state_file: Path) -> dict[str, object]:
 _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 
 
+_BOOL_FIELDS = {"cdc_flattened_records"}
+
+
 def _coerce(name: str, value: object) -> object:
-    return Path(value) if name in _PATH_FIELDS else str(value)
+    if name in _PATH_FIELDS:
+        return Path(value)
+    if name in _BOOL_FIELDS:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
+            return str(value).lower() in ("true", "1", "yes")
+        raise SettingsError(f"setting {name} must be true or false, got {value!r}")
+    return str(value)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:

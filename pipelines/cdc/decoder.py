@@ -67,10 +67,18 @@ def _parse_json(raw: bytes | str | None, what: str) -> Any:
 
 
 def _split_schema(document: Any) -> tuple[dict | None, Any]:
-    """JsonConverter with schemas.enable=true wraps a value as {schema, payload}."""
-    if isinstance(document, dict) and set(document) == {"schema", "payload"}:
-        schema = document["schema"]
-        return (schema if isinstance(schema, dict) else None), document["payload"]
+    """JsonConverter with schemas.enable=true wraps a value as {schema, payload}, always both keys."""
+    if not isinstance(document, dict):
+        return None, document
+    keys = set(document)
+    if keys == {"schema", "payload"}:
+        schema, payload = document["schema"], document["payload"]
+        if payload is None and isinstance(schema, dict) and schema.get("optional") is False:
+            raise DecodeError("JsonConverter envelope with a null payload under a required schema")
+        return (schema if isinstance(schema, dict) else None), payload
+    if keys in ({"schema"}, {"payload"}):
+        missing = ({"schema", "payload"} - keys).pop()
+        raise DecodeError(f"JsonConverter envelope without its '{missing}'")
     return None, document
 
 
@@ -210,8 +218,17 @@ def _is_transaction_event(payload: dict) -> bool:
     return payload.get("status") in ("BEGIN", "END") and "op" not in payload and "id" in payload
 
 
-def decode(value: bytes | str | None, key: bytes | str | None = None, topic: str | None = None) -> DecodedRecord:
-    """Decode one Kafka record of a Debezium topic. Raises DecodeError for anything else."""
+def decode(
+    value: bytes | str | None,
+    key: bytes | str | None = None,
+    topic: str | None = None,
+    *,
+    allow_flattened: bool = True,
+) -> DecodedRecord:
+    """Decode one Kafka record of a Debezium topic. Raises DecodeError for anything else.
+
+    `allow_flattened=False` is for topics known to carry full change events (no ExtractNewRecordState):
+    there an object without `op` is an error, not a row."""
     decoded_key = _decode_key(key)
     document = _parse_json(value, "value")
     schema, payload = _split_schema(document)
@@ -225,7 +242,7 @@ def decode(value: bytes | str | None, key: bytes | str | None = None, topic: str
     if _is_transaction_event(payload):
         return _decode_transaction(payload)
     if "op" not in payload:
-        if {"before", "after", "source"} & set(payload):
+        if {"before", "after", "source"} & set(payload) or not allow_flattened:
             raise DecodeError("change event has no 'op' field")
         return _decode_flattened(payload, schema, decoded_key)
 

@@ -102,8 +102,8 @@ class _Batch:
     next_offsets: dict[int, int] = field(default_factory=dict)
 
 
-def _to_row(msg: Message, batch_id: str, now: datetime) -> dict:
-    record = decode(msg.value(), msg.key(), msg.topic())
+def _to_row(msg: Message, batch_id: str, now: datetime, flattened: bool) -> dict:
+    record = decode(msg.value(), msg.key(), msg.topic(), allow_flattened=flattened)
     ts_type, ts = msg.timestamp()
     return {
         "bronze_id": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
@@ -223,7 +223,7 @@ class TopicIngestion:
     def add(self, msg: Message, now: datetime) -> None:
         self.result.records_read += 1
         try:
-            self.batch.rows.append(_to_row(msg, self.batch_id, now))
+            self.batch.rows.append(_to_row(msg, self.batch_id, now, self.settings.cdc_flattened_records))
         except (DecodeError, UnicodeDecodeError) as exc:
             self.batch.quarantine.append(_to_quarantine(msg, str(exc), self.batch_id, now))
         self.batch.next_offsets[msg.partition()] = msg.offset() + 1

@@ -258,3 +258,26 @@ def test_cli_undecodable_value_exits_2_with_one_line(tmp_path):
 def test_cli_missing_file_exits_2_without_traceback(tmp_path):
     done = _cli(tmp_path / "missing.json")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "missing.json" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"schema": {"type": "struct", "optional": false}}', "without its 'payload'"),
+        (b'{"payload": {"op": "c", "after": {"id": 1}}}', "without its 'schema'"),
+        (b'{"schema": {"type": "struct", "optional": false}, "payload": null}', "null payload under a required schema"),
+    ],
+)
+def test_broken_jsonconverter_envelopes_are_rejected(value, reason):
+    with pytest.raises(DecodeError, match=reason):
+        decode(value)
+
+
+def test_topics_of_full_change_events_reject_objects_without_op():
+    with pytest.raises(DecodeError, match="no 'op'"):
+        decode(b'{"foo": 1}', allow_flattened=False)
+    assert decode(b'{"foo": 1}').after == {"foo": 1}  # as an ExtractNewRecordState row
+
+
+def test_schemaless_null_envelope_is_still_a_tombstone():
+    assert decode(b'{"schema": null, "payload": null}').kind == "tombstone"
