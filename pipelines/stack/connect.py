@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipelines.stack.kafka import java_cmd
+from pipelines.stack.kafka import MAX_MESSAGE_BYTES, java_cmd
 from pipelines.stack.postgres import CDC_TABLES, DATABASE
 from pipelines.stack.processes import StackError, spawn, stop_pid, tail, wait_until
 
@@ -67,6 +67,8 @@ class Connect:
                 "value.converter.schemas.enable=true",
                 f"offset.storage.file.filename={self.offsets_file}",
                 "offset.flush.interval.ms=5000",
+                f"producer.max.request.size={MAX_MESSAGE_BYTES}",
+                f"producer.buffer.memory={2 * MAX_MESSAGE_BYTES}",
                 f"listeners=http://127.0.0.1:{rest_port}",
                 "topic.creation.enable=true",
                 "plugin.discovery=service_load",

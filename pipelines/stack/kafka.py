@@ -12,6 +12,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.stack.processes import StackError, run, spawn, stop_pid, wait_until
 
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
 LOG4J_CONFIG = Path(__file__).resolve().parent / "log4j2.properties"
 HEAP = "-Xmx512m"
 
@@ -78,6 +80,8 @@ class Kafka:
                 "share.coordinator.state.topic.min.isr=1",
                 "min.insync.replicas=1",
                 "group.initial.rebalance.delay.ms=0",
+                # a wide row (Postgres text/jsonb up to tens of MB) must not stop CDC at Kafka's 1 MB default
+                f"message.max.bytes={MAX_MESSAGE_BYTES}",
                 "num.network.threads=2",
                 "num.io.threads=2",
                 "log.retention.hours=-1",

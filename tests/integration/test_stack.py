@@ -141,3 +141,28 @@ def _children(pid: int) -> list[int]:
             return [int(p) for p in handle.read().split()]
     except FileNotFoundError:
         return []
+
+
+def test_a_5_mb_row_reaches_kafka_and_cdc_keeps_flowing(stack):
+    """Kafka's 1 MB defaults would fail Connect's task on a wide row and stop all CDC."""
+    big = "x" * (5 * 1024 * 1024)
+    with psycopg.connect(stack.postgres_dsn, autocommit=True) as conn:
+        row = _insert_row(conn, "customers")
+        conn.execute("update customers set city = %s where customer_id = %s", (big, row["customer_id"]))
+        after_big = _insert_row(conn, "customers")
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": "stack-test-big",
+                         "enable.auto.commit": False})
+    seen_big = seen_after = False
+    try:
+        consumer.assign([TopicPartition(f"{stack.topic_prefix}.public.customers", 0, OFFSET_BEGINNING)])
+        deadline = time.monotonic() + 90
+        while not (seen_big and seen_after) and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error() or msg.value() is None:
+                continue
+            after = json.loads(msg.value())["payload"].get("after") or {}
+            seen_big |= after.get("customer_id") == str(row["customer_id"]) and after.get("city") == big
+            seen_after |= after.get("customer_id") == str(after_big["customer_id"])
+    finally:
+        consumer.close()
+    assert seen_big and seen_after
