@@ -43,10 +43,10 @@ def run_demo(seed: int, customers: int, days: int) -> int:
     wait_until_captured(settings)
     print("4/4 materializing every asset (bronze → silver → gold) with their checks")
     result = materialize_all(log_level="WARNING")
-    checks = result.get_asset_check_evaluations()
+    checks = result.check_evaluations()
     failed = [c for c in checks if not c.passed]
     _print_lake_summary(settings)
-    print(f"\nassets materialized: {len(result.get_asset_materialization_events())}; "
+    print(f"\nassets materialized: {len(result.materializations())}; "
           f"checks passed: {len(checks) - len(failed)}/{len(checks)}")
     for check in failed:
         print(f"  FAILED {check.asset_key.to_user_string()}:{check.check_name}")

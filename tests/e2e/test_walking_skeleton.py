@@ -47,7 +47,7 @@ def _load_and_materialize(settings, **workload):
     wait_until_captured(settings)
     result = materialize_all(log_level="WARNING")
     assert result.success
-    failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
+    failed = [c.check_name for c in result.check_evaluations() if not c.passed]
     assert failed == []
 
 
