@@ -11,7 +11,7 @@ import dagster as dg
 
 from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_s3_object
-from pipelines.events.ingest import TABLE, ingest_day
+from pipelines.events.ingest import TABLE, DayIngestResult, ingest_day
 from pipelines.events.objects import EventStore, S3EventStore, day_prefix, event_store_for
 from pipelines.lake import delta_table_metadata, delta_table_stats
 from pipelines.resources import LakehouseSettings
@@ -25,12 +25,27 @@ START_DATE = "2026-01-01"
 events_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)
 # days before the newest seen day the sensor keeps looking at, for objects that arrive late
 SENSOR_LOOKBACK_DAYS = 3
+# DayIngestResult counters reported as materialization metadata (summed over the run's days)
+COUNTS = ("objects_listed", "objects_ingested", "objects_skipped", "objects_rewritten",
+          "objects_changed_while_reading", "lines_read", "bronze_rows", "quarantined", "commits")
 
 
-def source_dataset(settings: Settings, store: EventStore, day: date) -> DatasetId:
+def source_dataset(store: EventStore, day: date | None) -> DatasetId:
+    """The day prefix a run reads (or the whole events prefix for a run over every day)."""
+    relative = day_prefix(day) if day is not None else ""
     if isinstance(store, S3EventStore):
-        return dataset_for_s3_object(store.bucket, f"{store.prefix}/{day_prefix(day)}")
-    return dataset_for_delta_path(store.root / day_prefix(day))
+        return dataset_for_s3_object(store.bucket, f"{store.prefix}/{relative}")
+    return dataset_for_delta_path(store.root / relative)
+
+
+def days_to_ingest(context: dg.AssetExecutionContext, store: EventStore) -> list[date]:
+    """The run's day partition(s); a run without partitions (materialize-all, the demo) catches up on
+    every day prefix present, which is cheap for days already ingested (their objects are skipped)."""
+    if context.has_partition_key_range:
+        return [date.fromisoformat(key) for key in context.partition_keys]
+    if context.has_partition_key:
+        return [date.fromisoformat(context.partition_key)]
+    return store.list_days(date.fromisoformat(START_DATE))
 
 
 def s3_column_lineage(source: DatasetId) -> dict[str, list[tuple[str, str, str]]]:
@@ -57,49 +72,46 @@ def s3_column_lineage(source: DatasetId) -> dict[str, list[tuple[str, str, str]]
         "(required fields, UUIDs, ISO-8601 times, known event types), each object version exactly once. "
         "One partition per day prefix. Invalid lines go to bronze/quarantine; an object rewritten with a new "
         "ETag is ingested again and its older rows are marked superseded. Current events: "
-        "row_kind = 'event' and superseded_at is null."
+        "row_kind = 'event' and superseded_at is null. A run without a partition catches up on every day."
     ),
 )
 def bronze_events(
     context: dg.AssetExecutionContext, lakehouse: LakehouseSettings, lineage: LineageResource
 ) -> dg.MaterializeResult:
     settings = lakehouse.load()
-    day = date.fromisoformat(context.partition_key)
     store = event_store_for(settings)
-    source = source_dataset(settings, store, day)
+    days = days_to_ingest(context, store)
+    source = source_dataset(store, days[0] if len(days) == 1 else None)
     target_path = settings.bronze_path(TABLE)
     target = dataset_for_delta_path(target_path)
+    totals = DayIngestResult(days[0] if len(days) == 1 else None, store.location, target_path)
     with lineage.run(
         f"bronze.{TABLE}", inputs=[source], outputs=[target], parent=(context.job_name, context.run.run_id)
     ) as run:
-        result = ingest_day(settings, day, store=store)
-        if result.lines_read != result.bronze_rows + result.quarantined:
-            raise RuntimeError(
-                f"{store.location} {day}: read {result.lines_read} lines but committed {result.bronze_rows} rows "
-                f"and {result.quarantined} quarantined"
+        for day in days:
+            result = ingest_day(settings, day, store=store)
+            if result.lines_read != result.bronze_rows + result.quarantined:
+                raise RuntimeError(
+                    f"{store.location} {day}: read {result.lines_read} lines but committed {result.bronze_rows} "
+                    f"rows and {result.quarantined} quarantined"
+                )
+            context.log.info(
+                f"{store.location} {day}: {result.objects_ingested} objects ({result.objects_rewritten} rewritten, "
+                f"{result.objects_skipped} already ingested), {result.lines_read} lines, {result.bronze_rows} rows, "
+                f"{result.quarantined} quarantined, {result.commits} commits"
             )
+            for name in (*COUNTS, "discovery_seconds"):
+                setattr(totals, name, getattr(totals, name) + getattr(result, name))
         exists = _exists(settings)
         if exists:
             row_count, schema, _ = delta_table_stats(target_path, settings.delta_storage_options())
             run.set_output_stats(target, row_count=row_count, schema=schema)
             run.set_column_lineage(target, s3_column_lineage(source))
-    context.log.info(
-        f"{store.location} {day}: {result.objects_ingested} objects ({result.objects_rewritten} rewritten, "
-        f"{result.objects_skipped} already ingested), {result.lines_read} lines, {result.bronze_rows} rows, "
-        f"{result.quarantined} quarantined, {result.commits} commits"
-    )
     metadata: dict = {
-        "source": dg.MetadataValue.url(f"{store.location}/{day_prefix(day)}"),
-        "objects_listed": result.objects_listed,
-        "objects_ingested": result.objects_ingested,
-        "objects_skipped": result.objects_skipped,
-        "objects_rewritten": result.objects_rewritten,
-        "objects_changed_while_reading": result.objects_changed_while_reading,
-        "lines_read": result.lines_read,
-        "bronze_rows_written": result.bronze_rows,
-        "quarantined": result.quarantined,
-        "commits": result.commits,
-        "discovery_seconds": round(result.discovery_seconds, 4),
+        "source": dg.MetadataValue.url(f"{store.location}/{day_prefix(days[0]) if len(days) == 1 else ''}"),
+        "days": len(days),
+        **{name: getattr(totals, name) for name in COUNTS},
+        "discovery_seconds": round(totals.discovery_seconds, 4),
     }
     if exists:
         metadata.update(delta_table_metadata(target_path, settings.delta_storage_options()))

@@ -374,7 +374,7 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
 
 @dataclass
 class DayIngestResult:
-    day: date
+    day: date | None  # None: totals over several days
     location: str
     table_path: str
     objects_listed: int = 0
