@@ -158,6 +158,8 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
                 quarantine_path,
                 pa.Table.from_pylist(fresh, schema=QUARANTINE),
                 mode="append",
+                # the quarantine table gained columns over time (S3 provenance): older tables get them
+                schema_mode="merge",
                 storage_options=options,
                 commit_properties=CommitProperties(
                     app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
