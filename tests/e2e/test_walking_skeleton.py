@@ -102,5 +102,5 @@ def test_every_asset_run_leaves_lineage_and_quality_results(stack):
     assert by_job["bronze.cdc_orders"][-1]["inputs"][0]["namespace"].startswith("kafka://")
 
     checked = dict(conn.sql("select table_name, bool_and(passed) from quality.results group by 1").fetchall())
-    assert checked.keys() >= {"bronze.cdc_orders", "silver.int_orders_current", "gold.agg_daily_sales"}
+    assert checked.keys() >= {"bronze.cdc_orders", "bronze.events", "silver.int_orders_current", "gold.agg_daily_sales"}
     assert all(checked.values())
