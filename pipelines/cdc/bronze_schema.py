@@ -23,10 +23,24 @@ BRONZE_CDC = pa.schema(
         pa.field("tx_id", pa.string()),
         pa.field("source_ts", UTC_MICROS),
         pa.field("transaction", pa.string()),
+        # the record value exactly as it arrived, without its JsonConverter schema envelope, which is
+        # stored once in bronze/cdc_schemas: value = envelope_prefix || raw_payload || "}"
         pa.field("raw_payload", pa.string()),
+        pa.field("value_schema_id", pa.string()),
         pa.field("ingested_at", UTC_MICROS, nullable=False),
         pa.field("ingest_batch_id", pa.string(), nullable=False),
         pa.field("ingest_date", pa.date32(), nullable=False),
+    ]
+)
+
+# One row per distinct value schema seen on a topic (Debezium repeats the schema in every record)
+CDC_SCHEMAS = pa.schema(
+    [
+        pa.field("schema_id", pa.string(), nullable=False),  # SHA-256 of envelope_prefix
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("envelope_prefix", pa.string(), nullable=False),  # `{"schema":...,"payload":`
+        pa.field("first_seen", UTC_MICROS, nullable=False),
+        pa.field("ingest_batch_id", pa.string(), nullable=False),
     ]
 )
 

@@ -9,16 +9,21 @@ types (see logical_types.py) and the TOAST placeholder for values Debezium did n
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, Callable
 
-from pipelines.cdc.logical_types import LogicalTypeError, decode_struct, field_schemas
+import orjson
+
+from pipelines.cdc.logical_types import LogicalTypeError, field_schemas, struct_decoder
 
 OPS = ("c", "u", "d", "r", "t", "m")
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
 # The same placeholder as it appears in binary (base64) and array columns
 _TOAST_FORMS = (TOAST_PLACEHOLDER, base64.b64encode(TOAST_PLACEHOLDER.encode()).decode(), [TOAST_PLACEHOLDER])
+_TOAST_BYTES = tuple(form.encode() for form in _TOAST_FORMS[:2])
 
 # CLI contract: exactly these keys, in this order
 CONTRACT_KEYS = ("kind", "op", "connector", "database", "schema", "table", "key", "before", "after",
@@ -58,6 +63,10 @@ def _parse_json(raw: bytes | str | None, what: str) -> Any:
     if raw is None:
         return None
     try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass  # json below names the problem (and accepts what orjson does not: NaN, integers beyond 64 bits)
+    try:
         # JsonConverter writes UTF-8; json.loads(bytes) would guess UTF-16/32 from leading NUL bytes
         return json.loads(raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else raw)
     except UnicodeDecodeError as exc:
@@ -91,7 +100,90 @@ def _strip_toast(row: dict | None) -> tuple[dict | None, tuple[str, ...]]:
     return {k: v for k, v in row.items() if k not in missing}, missing
 
 
-def _decode_row(value: Any, schema: dict | None, name: str) -> tuple[dict | None, tuple[str, ...]]:
+def _may_hold_toast(raw: bytes | str, start: int) -> bool:
+    """A cheap byte search that spares checking every value of the rows that cannot hold a placeholder."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return raw.find(_TOAST_BYTES[0], start) != -1 or raw.find(_TOAST_BYTES[1], start) != -1
+
+
+RowDecoder = Callable[[dict | None], dict | None]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A JsonConverter schema, compiled once: its row decoders, and (when the value's bytes start with
+    it) the exact byte prefix `{"schema":...,"payload":` that every record under this schema shares."""
+
+    schema: dict | None
+    prefix: bytes | None = None
+    rows: dict[str, RowDecoder] = field(default_factory=dict, compare=False)
+
+    @cached_property
+    def id(self) -> str | None:
+        """Content hash of the prefix: names the schema in bronze (`value_schema_id`)."""
+        return None if self.prefix is None else hashlib.sha256(self.prefix).hexdigest()
+
+    def row_decoder(self, name: str | None) -> RowDecoder:
+        """Decoder of the struct field `name` (None: the whole schema is the row, as for flattened records)."""
+        if name not in self.rows:
+            self.rows[name] = struct_decoder(self.schema if name is None else field_schemas(self.schema).get(name))
+        return self.rows[name]
+
+    def payload_bytes(self, raw: bytes) -> bytes:
+        """The record's payload exactly as it arrived: `raw` without this envelope around it."""
+        return raw[len(self.prefix) : -1] if self.prefix is not None else raw
+
+
+_NO_SCHEMA = Envelope(schema=None)
+_PAYLOAD_KEY = b',"payload":'
+
+
+def _learn_prefix(raw: bytes, schema: dict) -> bytes | None:
+    """The bytes before the payload, if `raw` is `{"schema":S,"payload":P}` with S first; verified by
+    parsing the prefix with a null payload, so a `,"payload":` inside the schema cannot fool it."""
+    at = raw.find(_PAYLOAD_KEY)
+    while at != -1:
+        prefix = raw[: at + len(_PAYLOAD_KEY)]
+        try:
+            if orjson.loads(prefix + b"null}") == {"schema": schema, "payload": None}:
+                return prefix
+        except orjson.JSONDecodeError:
+            pass
+        at = raw.find(_PAYLOAD_KEY, at + 1)
+    return None
+
+
+class _EnvelopeCache:
+    """Splits JsonConverter documents into (envelope, payload). Records of one topic share their schema,
+    so after the first one a record costs a prefix comparison and a parse of its payload only."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last: dict[str | None, Envelope] = {}
+
+    def split(self, raw: bytes | str | None, topic: str | None) -> tuple[Envelope, Any]:
+        known = self.last.get(topic)
+        if known is not None and isinstance(raw, bytes) and raw.startswith(known.prefix) and raw.endswith(b"}"):
+            try:
+                payload = orjson.loads(memoryview(raw)[len(known.prefix) : -1])
+            except orjson.JSONDecodeError:
+                payload = None  # the full parse below reports it
+            if payload is not None:
+                return known, payload
+        schema, payload = _split_schema(_parse_json(raw, self.what))
+        if schema is None:
+            return _NO_SCHEMA, payload
+        if known is not None and known.schema == schema:
+            return known, payload
+        prefix = _learn_prefix(raw, schema) if isinstance(raw, bytes) else None
+        envelope = Envelope(schema=schema, prefix=prefix)
+        if prefix is not None:
+            self.last[topic] = envelope
+        return envelope, payload
+
+
+def _decode_row(value: Any, decoder: RowDecoder, name: str, may_hold_toast: bool) -> tuple[dict | None, tuple[str, ...]]:
     """A before/after image: placeholders removed first (they are not data, whatever the column type),
     then logical types decoded."""
     if isinstance(value, str):
@@ -102,25 +194,11 @@ def _decode_row(value: Any, schema: dict | None, name: str) -> tuple[dict | None
         return parsed, ()
     if value is not None and not isinstance(value, dict):
         raise DecodeError(f"{name} must be an object or null, got {type(value).__name__}")
-    row, unavailable = _strip_toast(value)
+    row, unavailable = _strip_toast(value) if may_hold_toast else (value, ())
     try:
-        return decode_struct(row, schema), unavailable
+        return decoder(row), unavailable
     except LogicalTypeError as exc:
         raise DecodeError(f"{name}: {exc}") from exc
-
-
-def _decode_key(key: bytes | str | None) -> dict | None:
-    document = _parse_json(key, "key")
-    schema, payload = _split_schema(document)
-    if payload is None:
-        return None
-    if isinstance(payload, dict):
-        try:
-            return decode_struct(payload, schema)
-        except LogicalTypeError as exc:
-            raise DecodeError(f"key: {exc}") from exc
-    # a primitive key, e.g. a single-column key without a struct
-    return {"id": payload}
 
 
 def _connector(source: dict) -> str | None:
@@ -181,12 +259,14 @@ def _decode_transaction(payload: dict) -> DecodedRecord:
     )
 
 
-def _decode_flattened(payload: dict, schema: dict | None, key: dict | None) -> DecodedRecord:
+def _decode_flattened(payload: dict, envelope: Envelope, key: dict | None, may_hold_toast: bool) -> DecodedRecord:
     """ExtractNewRecordState's output: the row itself plus optional `__`-prefixed metadata fields.
     Without `__op`, a row is an upsert of its key (the SMT drops deletes or marks them `__deleted`), so
     it is reported as op "u": applying it replaces the row whether or not it existed."""
     meta = {k: v for k, v in payload.items() if k.startswith("__")}
-    row, unavailable = _decode_row({k: v for k, v in payload.items() if not k.startswith("__")}, schema, "row")
+    row, unavailable = _decode_row(
+        {k: v for k, v in payload.items() if not k.startswith("__")}, envelope.row_decoder(None), "row", may_hold_toast
+    )
     deleted = str(meta.get("__deleted", "false")).lower() == "true"
     op = meta.get("__op") or ("d" if deleted else "u")
     if op not in OPS:
@@ -218,6 +298,95 @@ def _is_transaction_event(payload: dict) -> bool:
     return payload.get("status") in ("BEGIN", "END") and "op" not in payload and "id" in payload
 
 
+class Decoder:
+    """Decodes the records of Debezium topics, remembering each topic's schemas between records.
+
+    `allow_flattened=False` is for topics known to carry full change events (no ExtractNewRecordState):
+    there an object without `op` is an error, not a row."""
+
+    def __init__(self, *, allow_flattened: bool = True) -> None:
+        self.allow_flattened = allow_flattened
+        self._keys = _EnvelopeCache("key")
+        self._values = _EnvelopeCache("value")
+
+    def decode(self, value: bytes | str | None, key: bytes | str | None = None, topic: str | None = None) -> DecodedRecord:
+        return self.decode_with_envelope(value, key, topic)[0]
+
+    def decode_with_envelope(
+        self, value: bytes | str | None, key: bytes | str | None = None, topic: str | None = None
+    ) -> tuple[DecodedRecord, Envelope]:
+        """The record, and the value's envelope (its schema and byte prefix). Raises DecodeError."""
+        decoded_key = self._decode_key(key, topic)
+        envelope, payload = self._values.split(value, topic)
+        may_hold_toast = value is not None and _may_hold_toast(value, len(envelope.prefix or b""))
+        return self._decode_payload(payload, envelope, decoded_key, may_hold_toast), envelope
+
+    def _decode_key(self, key: bytes | str | None, topic: str | None) -> dict | None:
+        envelope, payload = self._keys.split(key, topic)
+        if payload is None:
+            return None
+        if isinstance(payload, dict):
+            try:
+                return envelope.row_decoder(None)(payload)
+            except LogicalTypeError as exc:
+                raise DecodeError(f"key: {exc}") from exc
+        # a primitive key, e.g. a single-column key without a struct
+        return {"id": payload}
+
+    def _decode_payload(self, payload: Any, envelope: Envelope, decoded_key: dict | None, may_hold_toast: bool) -> DecodedRecord:
+        if payload is None:
+            # a null record value, or {"schema": null, "payload": null} as some tools render it
+            return DecodedRecord(kind="tombstone", key=decoded_key)
+        if not isinstance(payload, dict):
+            raise DecodeError(f"value must be a JSON object, got {type(payload).__name__}")
+        if not payload:
+            raise DecodeError("value is an empty JSON object, not a Debezium event")
+        if _is_transaction_event(payload):
+            return _decode_transaction(payload)
+        if "op" not in payload:
+            if {"before", "after", "source"} & set(payload) or not self.allow_flattened:
+                raise DecodeError("change event has no 'op' field")
+            return _decode_flattened(payload, envelope, decoded_key, may_hold_toast)
+
+        op = payload["op"]
+        if op not in OPS:
+            raise DecodeError(f"unknown op {op!r} (expected one of {', '.join(OPS)})")
+        source = payload.get("source")
+        if source is not None and not isinstance(source, dict):
+            raise DecodeError("'source' must be an object")
+        source = source or {}
+        before, _ = _decode_row(payload.get("before"), envelope.row_decoder("before"), "before", may_hold_toast)
+        after_field = "after" if "after" in payload or "patch" not in payload else "patch"
+        after, unavailable = _decode_row(payload.get(after_field), envelope.row_decoder(after_field), "after", may_hold_toast)
+        if op in ("c", "r") and after is None:
+            raise DecodeError(f"op {op!r} without an 'after' row")
+        if op == "u" and after is None and "updateDescription" not in payload:
+            raise DecodeError("op 'u' without an 'after' row")
+        if op == "d" and before is None and decoded_key is None:
+            raise DecodeError("delete without 'before' and without a key: cannot tell which row")
+        if op == "m" and not isinstance(payload.get("message"), dict):
+            raise DecodeError("op 'm' without a 'message' object")
+
+        transaction = payload.get("transaction") if isinstance(payload.get("transaction"), dict) else None
+        return DecodedRecord(
+            kind="message" if op == "m" else "change",
+            op=op,
+            connector=_connector(source),
+            database=_blank_to_none(source.get("db")),
+            schema=_blank_to_none(source.get("schema")),
+            table=_blank_to_none(source.get("table") or source.get("collection")),
+            key=decoded_key,
+            before=before,
+            after=payload["message"] if op == "m" else after,
+            ts_ms=payload.get("ts_ms") if payload.get("ts_ms") is not None else source.get("ts_ms"),
+            lsn=_lsn(source),
+            tx_id=_tx_id(payload, source),
+            source=source or None,
+            transaction=transaction,
+            unavailable_columns=unavailable,
+        )
+
+
 def decode(
     value: bytes | str | None,
     key: bytes | str | None = None,
@@ -225,63 +394,5 @@ def decode(
     *,
     allow_flattened: bool = True,
 ) -> DecodedRecord:
-    """Decode one Kafka record of a Debezium topic. Raises DecodeError for anything else.
-
-    `allow_flattened=False` is for topics known to carry full change events (no ExtractNewRecordState):
-    there an object without `op` is an error, not a row."""
-    decoded_key = _decode_key(key)
-    document = _parse_json(value, "value")
-    schema, payload = _split_schema(document)
-    if payload is None:
-        # a null record value, or {"schema": null, "payload": null} as some tools render it
-        return DecodedRecord(kind="tombstone", key=decoded_key)
-    if not isinstance(payload, dict):
-        raise DecodeError(f"value must be a JSON object, got {type(payload).__name__}")
-    if not payload:
-        raise DecodeError("value is an empty JSON object, not a Debezium event")
-    if _is_transaction_event(payload):
-        return _decode_transaction(payload)
-    if "op" not in payload:
-        if {"before", "after", "source"} & set(payload) or not allow_flattened:
-            raise DecodeError("change event has no 'op' field")
-        return _decode_flattened(payload, schema, decoded_key)
-
-    op = payload["op"]
-    if op not in OPS:
-        raise DecodeError(f"unknown op {op!r} (expected one of {', '.join(OPS)})")
-    source = payload.get("source")
-    if source is not None and not isinstance(source, dict):
-        raise DecodeError("'source' must be an object")
-    source = source or {}
-    fields = field_schemas(schema)
-    before, _ = _decode_row(payload.get("before"), fields.get("before"), "before")
-    after, unavailable = _decode_row(
-        payload.get("after", payload.get("patch")), fields.get("after") or fields.get("patch"), "after"
-    )
-    if op in ("c", "r") and after is None:
-        raise DecodeError(f"op {op!r} without an 'after' row")
-    if op == "u" and after is None and "updateDescription" not in payload:
-        raise DecodeError("op 'u' without an 'after' row")
-    if op == "d" and before is None and decoded_key is None:
-        raise DecodeError("delete without 'before' and without a key: cannot tell which row")
-    if op == "m" and not isinstance(payload.get("message"), dict):
-        raise DecodeError("op 'm' without a 'message' object")
-
-    transaction = payload.get("transaction") if isinstance(payload.get("transaction"), dict) else None
-    return DecodedRecord(
-        kind="message" if op == "m" else "change",
-        op=op,
-        connector=_connector(source),
-        database=_blank_to_none(source.get("db")),
-        schema=_blank_to_none(source.get("schema")),
-        table=_blank_to_none(source.get("table") or source.get("collection")),
-        key=decoded_key,
-        before=before,
-        after=payload["message"] if op == "m" else after,
-        ts_ms=payload.get("ts_ms") if payload.get("ts_ms") is not None else source.get("ts_ms"),
-        lsn=_lsn(source),
-        tx_id=_tx_id(payload, source),
-        source=source or None,
-        transaction=transaction,
-        unavailable_columns=unavailable,
-    )
+    """Decode one Kafka record of a Debezium topic. Raises DecodeError for anything else."""
+    return Decoder(allow_flattened=allow_flattened).decode(value, key, topic)

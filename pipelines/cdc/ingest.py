@@ -16,13 +16,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from pipelines.cdc.bronze_schema import BRONZE_CDC, QUARANTINE
-from pipelines.cdc.decoder import DecodeError, decode
+from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
+from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
 
@@ -30,6 +32,12 @@ SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", 
 TRANSACTIONS = "transaction"
 # every Debezium stream we ingest: one per source table, plus the transaction metadata (BEGIN/END)
 CDC_STREAMS = (*SOURCE_TABLES, TRANSACTIONS)
+SCHEMAS_TABLE = "cdc_schemas"
+# A batch also ends at this many bytes of record values, so memory stays bounded whatever the record
+# size (Debezium values with schemas are ~7 KB; one may be up to the broker's 64 MiB message limit).
+MAX_BATCH_BYTES = 64 * 1024 * 1024
+# Records taken from librdkafka per call: small enough that the messages in hand stay a few MB.
+CONSUME_CHUNK = 1_000
 
 
 def bronze_table_name(stream: str) -> str:
@@ -83,54 +91,63 @@ def stored_offsets(path: str, topic: str, partitions: list[int], storage_options
     return found
 
 
-def _ms_to_ts(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+def _json(value) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits, which orjson does not write
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _json_or_none(value) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=False)
+def _text(value) -> str | None:
+    return None if value is None else str(value)
 
 
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8")
+# the per-record part of a bronze row, in this order; the rest is per batch (see _Batch.to_table)
+_RECORD_COLUMNS = ("partition", "offset", "kafka_ts", "kind", "op", "source_schema", "source_table", "record_key",
+                   "before", "after", "unavailable_columns", "lsn", "tx_id", "source_ts", "transaction",
+                   "raw_payload", "value_schema_id")
+_MILLIS = pa.int64()
+# The JSON columns are unique per row: dictionaries and min/max statistics there only cost time.
+# zstd level 1 writes faster than the default snappy here and half the bytes (bench/ingest_cdc.py).
+_BRONZE_WRITER = WriterProperties(
+    compression="ZSTD",
+    compression_level=1,
+    column_properties={
+        name: ColumnProperties(dictionary_enabled=False, statistics_enabled="NONE")
+        for name in ("record_key", "before", "after", "transaction", "raw_payload")
+    },
+)
 
 
 @dataclass
 class _Batch:
-    rows: list[dict] = field(default_factory=list)
+    rows: list[tuple] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
+    new_schemas: dict[str, Envelope] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
+    value_bytes: int = 0
+
+    def to_table(self, topic: str, batch_id: str, now: datetime) -> pa.Table:
+        """Columns are built whole: per-record Python work stays in `TopicIngestion.add`."""
+        columns = dict(zip(_RECORD_COLUMNS, zip(*self.rows))) if self.rows else {c: () for c in _RECORD_COLUMNS}
+        n = len(self.rows)
+        arrays = {name: pa.array(columns[name], BRONZE_CDC.field(name).type) for name in _RECORD_COLUMNS
+                  if name not in ("kafka_ts", "source_ts")}
+        for name in ("kafka_ts", "source_ts"):
+            arrays[name] = pc.multiply(pa.array(columns[name], _MILLIS), 1000).cast(UTC_MICROS)
+        arrays["bronze_id"] = pc.binary_join_element_wise(
+            topic, arrays["partition"].cast(pa.string()), arrays["offset"].cast(pa.string()), "/"
+        )
+        arrays["topic"] = pa.repeat(pa.scalar(topic), n)
+        arrays["ingested_at"] = pa.repeat(pa.scalar(now, UTC_MICROS), n)
+        arrays["ingest_batch_id"] = pa.repeat(pa.scalar(batch_id), n)
+        arrays["ingest_date"] = pa.repeat(pa.scalar(now.date()), n)
+        return pa.Table.from_arrays([arrays[f.name] for f in BRONZE_CDC], schema=BRONZE_CDC)
 
 
-def _to_row(msg: Message, batch_id: str, now: datetime, flattened: bool) -> dict:
-    record = decode(msg.value(), msg.key(), msg.topic(), allow_flattened=flattened)
-    ts_type, ts = msg.timestamp()
-    return {
-        "bronze_id": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
-        "topic": msg.topic(),
-        "partition": msg.partition(),
-        "offset": msg.offset(),
-        "kafka_ts": _ms_to_ts(ts) if ts_type else None,
-        "kind": record.kind,
-        "op": record.op,
-        "source_schema": record.schema,
-        "source_table": record.table,
-        "record_key": _json_or_none(record.key),
-        "before": _json_or_none(record.before),
-        "after": _json_or_none(record.after),
-        "unavailable_columns": list(record.unavailable_columns),
-        "lsn": None if record.lsn is None else str(record.lsn),
-        "tx_id": None if record.tx_id is None else str(record.tx_id),
-        "source_ts": _ms_to_ts(record.ts_ms),
-        "transaction": _json_or_none(record.transaction),
-        "raw_payload": _text(msg.value()),
-        "ingested_at": now,
-        "ingest_batch_id": batch_id,
-        "ingest_date": now.date(),
-    }
-
-
-def _to_quarantine(msg: Message, error: str, batch_id: str, now: datetime) -> dict:
+def _quarantine_row(msg: Message, error: str) -> dict:
     return {
         "source": "kafka",
         "location": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
@@ -140,18 +157,36 @@ def _to_quarantine(msg: Message, error: str, batch_id: str, now: datetime) -> di
         "raw_key": msg.key(),
         "raw_value": msg.value(),
         "error": error,
-        "first_seen": now,
-        "ingest_batch_id": batch_id,
     }
 
 
-def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, batch: _Batch) -> None:
+def stored_schema_ids(settings: Settings, topic: str) -> set[str]:
+    table = _open(settings.bronze_path(SCHEMAS_TABLE), settings.delta_storage_options())
+    if table is None:
+        return set()
+    ids = table.to_pyarrow_table(columns=["schema_id"], filters=[("topic", "=", topic)]).column("schema_id")
+    return set(ids.to_pylist())
+
+
+def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, batch: _Batch, batch_id: str) -> None:
+    """Schemas first (idempotent by id), then quarantine (own app transactions), then the rows with the
+    offsets: whichever commit a crash interrupts, a retry neither duplicates nor skips."""
     options = settings.delta_storage_options() or None
+    now = datetime.now(timezone.utc)
     failpoint("cdc.before_write")
+    if batch.new_schemas:
+        schemas = [
+            {"schema_id": schema_id, "topic": topic, "envelope_prefix": envelope.prefix.decode("utf-8"),
+             "first_seen": now, "ingest_batch_id": batch_id}
+            for schema_id, envelope in batch.new_schemas.items()
+        ]
+        write_deltalake(settings.bronze_path(SCHEMAS_TABLE), pa.Table.from_pylist(schemas, schema=CDC_SCHEMAS),
+                        mode="append", storage_options=options)
     if batch.quarantine:
         quarantine_path = settings.bronze_path("quarantine")
         done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
-        fresh = [r for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
+        fresh = [{**r, "first_seen": now, "ingest_batch_id": batch_id}
+                 for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
         if fresh:
             touched = {r["partition"] for r in fresh}
             write_deltalake(
@@ -168,9 +203,12 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
             failpoint("cdc.after_quarantine_commit")
     write_deltalake(
         table_path,
-        pa.Table.from_pylist(batch.rows, schema=BRONZE_CDC),
+        batch.to_table(topic, batch_id, now),
         mode="append",
         partition_by=["ingest_date"],
+        writer_properties=_BRONZE_WRITER,
+        # bronze tables gained value_schema_id: older tables get it (null: raw_payload is the whole value)
+        schema_mode="merge",
         storage_options=options,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
@@ -209,6 +247,8 @@ class TopicIngestion:
         self.batch = _Batch()
         self.batch_id = str(uuid.uuid4())
         self.batch_started = time.monotonic()
+        self.decoder = Decoder(allow_flattened=settings.cdc_flattened_records)
+        self.known_schemas = stored_schema_ids(settings, topic)
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             raise KafkaTopicError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
@@ -222,17 +262,34 @@ class TopicIngestion:
             self.result.end_offsets[p] = high
             self.assignment.append(TopicPartition(topic, p, start if p in stored else OFFSET_BEGINNING))
 
-    def add(self, msg: Message, now: datetime) -> None:
+    def add(self, msg: Message) -> None:
         self.result.records_read += 1
+        value = msg.value()
+        self.batch.value_bytes += len(value or b"")
         try:
-            self.batch.rows.append(_to_row(msg, self.batch_id, now, self.settings.cdc_flattened_records))
-        except (DecodeError, UnicodeDecodeError) as exc:
-            self.batch.quarantine.append(_to_quarantine(msg, str(exc), self.batch_id, now))
+            record, envelope = self.decoder.decode_with_envelope(value, msg.key(), self.topic)
+        except DecodeError as exc:
+            self.batch.quarantine.append(_quarantine_row(msg, str(exc)))
+        else:
+            schema_id = envelope.id
+            if schema_id is not None and schema_id not in self.known_schemas:
+                self.known_schemas.add(schema_id)
+                self.batch.new_schemas[schema_id] = envelope
+            ts_type, ts = msg.timestamp()
+            self.batch.rows.append((
+                msg.partition(), msg.offset(), ts if ts_type else None, record.kind, record.op, record.schema,
+                record.table, _json(record.key), _json(record.before), _json(record.after),
+                list(record.unavailable_columns), _text(record.lsn), _text(record.tx_id), record.ts_ms,
+                _json(record.transaction), None if value is None else envelope.payload_bytes(value), schema_id,
+            ))
         self.batch.next_offsets[msg.partition()] = msg.offset() + 1
 
     @property
     def batch_full(self) -> bool:
-        return len(self.batch.rows) + len(self.batch.quarantine) >= self.batch_size
+        return (
+            len(self.batch.rows) + len(self.batch.quarantine) >= self.batch_size
+            or self.batch.value_bytes >= MAX_BATCH_BYTES
+        )
 
     @property
     def batch_age(self) -> float:
@@ -240,7 +297,7 @@ class TopicIngestion:
 
     def commit(self) -> None:
         if self.batch.next_offsets:
-            commit_batch_with_offsets(self.settings, self.topic, self.table_path, self.batch)
+            commit_batch_with_offsets(self.settings, self.topic, self.table_path, self.batch, self.batch_id)
             self.result.commits += 1
             self.result.bronze_rows += len(self.batch.rows)
             self.result.quarantined += len(self.batch.quarantine)
@@ -274,8 +331,7 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
             return ingestion.result
         consumer.assign([tp for tp in ingestion.assignment if tp.partition in pending])
         while pending:
-            messages = consumer.consume(num_messages=min(batch_size, 10_000), timeout=poll_timeout)
-            now = datetime.now(timezone.utc)
+            messages = consumer.consume(num_messages=min(batch_size, CONSUME_CHUNK), timeout=poll_timeout)
             for msg in messages:
                 p = msg.partition()
                 if p not in pending:
@@ -287,7 +343,7 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
                 if msg.offset() >= targets[p]:
                     pending.discard(p)
                     continue
-                ingestion.add(msg, now)
+                ingestion.add(msg)
                 if msg.offset() + 1 >= targets[p]:
                     pending.discard(p)
             if ingestion.batch_full or not pending:
@@ -311,11 +367,10 @@ def follow_topics(
         ingestions = {topic: TopicIngestion(settings, topic, consumer, batch_size) for topic in topics}
         consumer.assign([tp for i in ingestions.values() for tp in i.assignment])
         while not should_stop():
-            messages = consumer.consume(num_messages=10_000, timeout=min(max_latency, 0.2))
-            now = datetime.now(timezone.utc)
+            messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=min(max_latency, 0.2))
             for msg in messages:
                 if _check(msg):
-                    ingestions[msg.topic()].add(msg, now)
+                    ingestions[msg.topic()].add(msg)
             for ingestion in ingestions.values():
                 if ingestion.batch_full or (ingestion.batch.next_offsets and ingestion.batch_age >= max_latency):
                     ingestion.commit()

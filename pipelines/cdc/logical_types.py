@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Callable
 
 EPOCH_DATE = date(1970, 1, 1)
@@ -21,13 +22,23 @@ class LogicalTypeError(ValueError):
 
 def _unscaled_bytes_to_decimal(raw: Any, scale: int) -> str:
     if isinstance(raw, str):
-        try:
-            raw = base64.b64decode(raw, validate=True)
-        except ValueError as exc:
-            raise LogicalTypeError(f"decimal bytes are not base64: {raw!r}") from exc
+        return _base64_decimal(raw, scale)
     if not isinstance(raw, (bytes, bytearray)):
         raise LogicalTypeError(f"decimal value must be base64 bytes, got {type(raw).__name__}")
-    unscaled = int.from_bytes(raw, "big", signed=True)
+    return _unscaled_to_text(int.from_bytes(raw, "big", signed=True), scale)
+
+
+# money repeats (prices, fees, common totals): a bounded memo saves most of the work on real streams
+@lru_cache(maxsize=65_536)
+def _base64_decimal(raw: str, scale: int) -> str:
+    try:
+        unscaled = base64.b64decode(raw, validate=True)
+    except ValueError as exc:
+        raise LogicalTypeError(f"decimal bytes are not base64: {raw!r}") from exc
+    return _unscaled_to_text(int.from_bytes(unscaled, "big", signed=True), scale)
+
+
+def _unscaled_to_text(unscaled: int, scale: int) -> str:
     digits = tuple(int(d) for d in str(abs(unscaled)))
     # built from its digits, not by arithmetic: no context precision or rounding applies; format "f"
     # keeps every digit where str() would switch to exponent notation
@@ -39,8 +50,11 @@ def decode_decimal(value: Any, schema: dict) -> str:
     # number only appears when a custom converter already turned it into one.
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(Decimal(str(value)))
-    scale = int((schema.get("parameters") or {}).get("scale", 0))
-    return _unscaled_bytes_to_decimal(value, scale)
+    return _unscaled_bytes_to_decimal(value, _decimal_scale(schema))
+
+
+def _decimal_scale(schema: dict) -> int:
+    return int((schema.get("parameters") or {}).get("scale", 0))
 
 
 def decode_variable_scale_decimal(value: Any, schema: dict) -> str:
@@ -154,25 +168,45 @@ def field_schemas(schema: dict | None) -> dict[str, dict]:
     return out
 
 
-def decode_value(value: Any, schema: dict | None) -> Any:
-    """Decode one field value given its Connect schema (None when schemas are disabled)."""
-    if value is None or not schema:
-        return value
-    decoder = DECODERS.get(schema.get("name") or "")
-    if decoder is not None:
-        return decoder(value, schema)
-    connect_type = str(schema.get("type", "")).lower()
-    if connect_type == "struct" and isinstance(value, dict):
-        return decode_struct(value, schema)
-    if connect_type == "array" and isinstance(value, list):
-        return [decode_value(v, schema.get("items")) for v in value]
-    return _coerce_primitive(value, connect_type)
-
-
-def decode_struct(value: dict | None, schema: dict | None) -> dict | None:
-    if value is None:
+def field_decoder(schema: dict | None) -> Callable[[Any], Any] | None:
+    """The function that decodes a non-null value of this field schema; None when values pass through."""
+    if not schema:
         return None
-    if not isinstance(value, dict):
-        raise LogicalTypeError(f"expected a row object, got {type(value).__name__}")
-    fields = field_schemas(schema)
-    return {name: decode_value(v, fields.get(name)) for name, v in value.items()}
+    decoder = DECODERS.get(schema.get("name") or "")
+    if decoder is decode_decimal:
+        # the common case first: base64 text, straight to the memo
+        scale = _decimal_scale(schema)
+        return lambda value: _base64_decimal(value, scale) if value.__class__ is str else decoder(value, schema)
+    if decoder is not None:
+        return lambda value: decoder(value, schema)
+    connect_type = str(schema.get("type", "")).lower()
+    if connect_type == "struct":
+        row = struct_decoder(schema)
+        return lambda value: row(value) if isinstance(value, dict) else value
+    if connect_type == "array":
+        item = field_decoder(schema.get("items"))
+        if item is None:
+            return None
+        return lambda value: [None if v is None else item(v) for v in value] if isinstance(value, list) else value
+    if connect_type in _INTEGER_TYPES or connect_type == "boolean":
+        return lambda value: _coerce_primitive(value, connect_type) if isinstance(value, str) else value
+    return None
+
+
+def struct_decoder(schema: dict | None) -> Callable[[dict | None], dict | None]:
+    """A row decoder compiled once per schema: only the fields that need decoding are visited.
+    It decodes the row in place (rows come fresh from the JSON parser) and returns it."""
+    converters = [(name, d) for name, f in field_schemas(schema).items() if (d := field_decoder(f)) is not None]
+
+    def decode_row(value: dict | None) -> dict | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise LogicalTypeError(f"expected a row object, got {type(value).__name__}")
+        for name, decoder in converters:
+            v = value.get(name)
+            if v is not None:
+                value[name] = decoder(v)
+        return value
+
+    return decode_row

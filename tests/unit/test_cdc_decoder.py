@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cdc.decoder import CONTRACT_KEYS, DecodeError, decode
+from pipelines.cdc.decoder import CONTRACT_KEYS, DecodeError, Decoder, decode
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEBEZIUM = FIXTURES / "debezium"
@@ -281,3 +281,47 @@ def test_topics_of_full_change_events_reject_objects_without_op():
 
 def test_schemaless_null_envelope_is_still_a_tombstone():
     assert decode(b'{"schema": null, "payload": null}').kind == "tombstone"
+
+
+# --- the schema cache of Decoder (used by ingestion) -----------------------------------------------
+
+
+def test_one_decoder_over_a_stream_gives_what_a_fresh_decode_gives():
+    decoder = Decoder()
+    stream = [_fixture(e) for e in MANIFEST] + [((LOCAL / f"pg_shop_orders_{op}.value.json").read_bytes(), None) for op in "cud"]
+    for value, key in stream * 2:  # the second pass runs on warm caches
+        assert decoder.decode(value, key, "one.topic") == decode(value, key)
+
+
+def test_records_after_a_schema_change_decode_with_their_own_schema():
+    decoder = Decoder()
+    decimal = {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}}
+    assert decoder.decode(_with_schema(decimal, _unscaled(9999)), None, "t").after == {"v": "99.99"}
+    rescaled = {**decimal, "parameters": {"scale": "3"}}
+    assert decoder.decode(_with_schema(rescaled, _unscaled(9999)), None, "t").after == {"v": "9.999"}
+    assert decoder.decode(_with_schema(decimal, _unscaled(1)), None, "t").after == {"v": "0.01"}
+
+
+def test_payload_key_text_inside_the_schema_does_not_fool_the_envelope_split():
+    # JsonConverter writes compact JSON; a parameter named "payload" puts `,"payload":` inside the schema
+    field_schema = {"type": "string", "parameters": {"a": "1", "payload": "2"}}
+    value = json.dumps(json.loads(_with_schema(field_schema, "x")), separators=(",", ":")).encode()
+    assert value.index(b',"payload":') < value.index(b'"before":null')
+    record, envelope = Decoder().decode_with_envelope(value, None, "t")
+    assert record.after == {"v": "x"}
+    assert envelope.prefix + envelope.payload_bytes(value) + b"}" == value
+    assert json.loads(envelope.payload_bytes(value))["after"] == {"v": "x"}
+
+
+def test_a_broken_payload_under_a_known_schema_is_still_a_decode_error():
+    decoder = Decoder()
+    good = _with_schema({"type": "string"}, "x")
+    decoder.decode(good, None, "t")
+    prefix_length = good.index(b'"payload":') + len(b'"payload":')
+    with pytest.raises(DecodeError, match="not valid JSON"):
+        decoder.decode(good[:prefix_length] + b'{"op": "c", "after": {]}', None, "t")
+    required = json.loads(good)
+    required["schema"]["optional"] = False
+    decoder.decode(json.dumps(required, separators=(",", ":")).encode(), None, "t")
+    with pytest.raises(DecodeError, match="null payload"):
+        decoder.decode(json.dumps({**required, "payload": None}, separators=(",", ":")).encode(), None, "t")

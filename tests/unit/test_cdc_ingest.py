@@ -109,3 +109,28 @@ def test_follow_commits_new_records_within_the_latency_bound_and_stops_cleanly(m
     offsets = _offsets(settings, "cdc_orders")
     assert len(set(offsets)) == 15
     assert results[0].records_read == 15
+
+
+def test_bronze_keeps_each_value_byte_for_byte_with_its_schema_stored_once(mock_kafka, settings):
+    producer, _ = mock_kafka
+    schema = {"type": "struct", "fields": [{"type": "struct", "optional": True, "field": "after",
+                                            "fields": [{"type": "string", "field": "order_id"}]}]}
+    values = []
+    for i in range(20):
+        payload = {**CREATE["payload"], "after": {"order_id": f"é{i}"}, "source": {**CREATE["payload"]["source"], "lsn": i}}
+        values.append(json.dumps({"schema": schema, "payload": payload}, separators=(",", ":"), ensure_ascii=False).encode())
+        producer.produce("shop.public.orders", value=values[-1], partition=i % 2)
+    producer.produce("shop.public.orders", value=json.dumps(CREATE), partition=0)  # no schema
+    producer.flush(10)
+    assert ingest_topic(settings, "shop.public.orders", batch_size=6).bronze_rows == 21
+
+    schemas = DeltaTable(settings.bronze_path("cdc_schemas")).to_pyarrow_table().to_pylist()
+    assert len(schemas) == 1 and schemas[0]["topic"] == "shop.public.orders"
+    prefix = schemas[0]["envelope_prefix"]
+    rows = DeltaTable(settings.bronze_path("cdc_orders")).to_pyarrow_table().to_pylist()
+    rebuilt = sorted(
+        (prefix + r["raw_payload"] + "}").encode() if r["value_schema_id"] else r["raw_payload"].encode() for r in rows
+    )
+    assert rebuilt == sorted([*values, json.dumps(CREATE).encode()])
+    assert {r["value_schema_id"] for r in rows} == {schemas[0]["schema_id"], None}
+    assert sorted(json.loads(r["after"])["order_id"] for r in rows if r["value_schema_id"]) == sorted(f"é{i}" for i in range(20))
