@@ -42,7 +42,7 @@ def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
 LAYERS = ("bronze", "silver", "gold", "quality")
 
 
-def _quote(identifier: str) -> str:
+def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
@@ -56,15 +56,15 @@ def delta_tables(settings, layer: str) -> list[str]:
 
 def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, table: str) -> None:
     """Make `<layer>.<table>` a view over the Delta table, replacing whatever had that name."""
-    conn.execute(f"create schema if not exists {_quote(layer)}")
+    conn.execute(f"create schema if not exists {quote_identifier(layer)}")
     existing = conn.execute(
         "select table_type from information_schema.tables where table_schema = ? and table_name = ?",
         [layer, table],
     ).fetchone()
     if existing and existing[0] != "VIEW":
-        conn.execute(f"drop table {_quote(layer)}.{_quote(table)}")
+        conn.execute(f"drop table {quote_identifier(layer)}.{quote_identifier(table)}")
     path = settings.layer_path(layer, table)
-    conn.execute(f"create or replace view {_quote(layer)}.{_quote(table)} as select * from {delta_scan(path)}")
+    conn.execute(f"create or replace view {quote_identifier(layer)}.{quote_identifier(table)} as select * from {delta_scan(path)}")
 
 
 def register_lake_views(conn: duckdb.DuckDBPyConnection, settings) -> list[str]:

@@ -4,7 +4,8 @@
   the lake as a view `<layer>.<table>` in the scratch catalog, so `source()` and `ref()` read Delta.
 - `store()`: called by the `delta` materialization (dbt_project/macros/materializations/delta.sql) with
   the model's rows in a staging table; streams them as Arrow batches into the Delta table at
-  `<lake_root>/<layer>/<model>` in one delta-rs commit, then points the model's view at it.
+  `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite, or a MERGE on the model's
+  unique_key for incremental runs), then points the model's view at it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import duckdb
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
-from deltalake import write_deltalake
+from deltalake import DeltaTable, write_deltalake
 
-from pipelines.lake import prepare_connection, point_view_at_delta, register_lake_views
+from pipelines.lake import point_view_at_delta, prepare_connection, quote_identifier, register_lake_views
 from pipelines.settings import load_settings
 
 
@@ -32,19 +33,54 @@ class Plugin(BasePlugin):
 
     def store(self, target_config: TargetConfig) -> None:
         assert self.conn is not None, "configure_connection was not called"
-        staging = target_config.relation
-        layer, table = target_config.config["schema"], target_config.config["alias"]
+        config = target_config.config
+        layer, table = config["schema"], config["alias"]
         path = self.settings.layer_path(layer, table)
+        flag = config.get("delete_flag")
         cursor = self.conn.cursor()
         try:
-            reader = cursor.sql(f"select * from {staging}").fetch_record_batch(rows_per_batch=100_000)
-            write_deltalake(
-                path,
-                reader,
-                mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=self.settings.delta_storage_options() or None,
-            )
+            rows = cursor.sql(f"select * from {target_config.relation}")
+            if config.get("mode") == "merge":
+                self._merge(path, rows, _key_columns(config.get("unique_key"), table), flag)
+            else:
+                if flag:
+                    flag_column = quote_identifier(flag)
+                    rows = rows.filter(f"not {flag_column}").select(f"* exclude ({flag_column})")
+                write_deltalake(
+                    path,
+                    rows.fetch_record_batch(rows_per_batch=100_000),
+                    mode="overwrite",
+                    schema_mode="overwrite",
+                    storage_options=self.settings.delta_storage_options() or None,
+                )
             point_view_at_delta(cursor, self.settings, layer, table)
         finally:
             cursor.close()
+
+    def _merge(self, path: str, rows: duckdb.DuckDBPyRelation, keys: list[str], flag: str | None) -> None:
+        """One Delta commit: matched keys are updated (or deleted when flagged), new keys inserted."""
+        table = DeltaTable(path, storage_options=self.settings.delta_storage_options() or None)
+        merge = table.merge(
+            source=rows.fetch_record_batch(rows_per_batch=100_000),
+            predicate=" and ".join(f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys),
+            source_alias="s",
+            target_alias="t",
+            merge_schema=True,
+        )
+        if flag:
+            flagged = f"s.{quote_identifier(flag)}"
+            merge = (
+                merge.when_matched_delete(predicate=flagged)
+                .when_matched_update_all(predicate=f"not {flagged}", except_cols=[flag])
+                .when_not_matched_insert_all(predicate=f"not {flagged}", except_cols=[flag])
+            )
+        else:
+            merge = merge.when_matched_update_all().when_not_matched_insert_all()
+        merge.execute()
+
+
+def _key_columns(unique_key: str | list[str] | None, table: str) -> list[str]:
+    if not unique_key:
+        raise ValueError(f"model {table}: incremental_strategy='merge' needs a unique_key")
+    return [unique_key] if isinstance(unique_key, str) else list(unique_key)
+

@@ -3,10 +3,16 @@
   DuckDB computes the rows into a staging table; the `lakehouse_delta` plugin streams them into Delta
   with delta-rs and replaces the model's relation with a view over the Delta table, so downstream
   models and analysts read Delta, never the scratch DuckDB file.
+
+  Incremental models (config incremental_strategy='merge' + unique_key) MERGE their rows into the
+  existing table in one Delta commit once it exists (see is_incremental.sql). With config
+  delete_flag='<boolean column>', rows flagged true delete their key instead; the flag column itself
+  is never stored. `dbt build --full-refresh` rebuilds from scratch.
 -#}
 {% materialization delta, adapter="duckdb" %}
   {%- set target_relation = this.incorporate(type='view') -%}
   {%- set staging_relation = make_intermediate_relation(this.incorporate(type='table'), suffix='__dbt_stage') -%}
+  {%- set incremental = is_incremental() -%}
   {{ drop_relation_if_exists(load_cached_relation(staging_relation)) }}
 
   {{ run_hooks(pre_hooks, inside_transaction=False) }}
@@ -18,7 +24,13 @@
   {{ adapter.commit() }}
 
   {#- the plugin reads the staging table on its own cursor: it must be committed first -#}
-  {% do store_relation('lakehouse_delta', staging_relation, this.identifier, 'delta', {'schema': this.schema, 'alias': this.identifier, 'unique_key': config.get('unique_key')}) %}
+  {% do store_relation('lakehouse_delta', staging_relation, this.identifier, 'delta', {
+      'schema': this.schema,
+      'alias': this.identifier,
+      'mode': 'merge' if incremental else 'overwrite',
+      'unique_key': config.get('unique_key'),
+      'delete_flag': config.get('delete_flag'),
+  }) %}
   {% do adapter.cache_added(target_relation) %}
   {{ drop_relation_if_exists(staging_relation) }}
 
