@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from pipelines.events.objects import event_store_for
+from pipelines.partitions import START_DATE, partition_range
 from pipelines.settings import load_settings
 
 
@@ -21,54 +23,41 @@ def dagster_home() -> str:
 
 @dataclass
 class Materialization:
-    """The runs one `materialize_all` made: one per event-day partition, then one for the rest."""
+    """The run one `materialize_all` made."""
 
-    runs: list[dg.ExecuteInProcessResult]
+    run: dg.ExecuteInProcessResult
 
     @property
     def success(self) -> bool:
-        return all(run.success for run in self.runs)
+        return self.run.success
 
     def check_evaluations(self) -> list:
-        return [c for run in self.runs for c in run.get_asset_check_evaluations()]
+        return self.run.get_asset_check_evaluations()
 
     def materializations(self) -> list:
-        return [m for run in self.runs for m in run.get_asset_materialization_events()]
+        return self.run.get_asset_materialization_events()
 
 
-def _event_days() -> list[str]:
-    """Day partitions of bronze/events that have objects in the source."""
-    from pipelines.events.assets import START_DATE
-    from pipelines.events.objects import event_store_for
-
+def _catch_up_range() -> tuple[date, date]:
+    """From the first day with event objects in the source (today if none) to today."""
     store = event_store_for(load_settings())
-    return [d.isoformat() for d in store.list_days(date.fromisoformat(START_DATE)) if store.list_day(d)]
+    last = datetime.now(UTC).date()
+    days = [d for d in store.list_days(date.fromisoformat(START_DATE)) if store.list_day(d)]
+    return min(days, default=last), last
 
 
 def materialize_all(select: str = "*", log_level: str = "INFO") -> Materialization:
-    """Partitioned assets in the selection run once per partition that has source data; the
-    unpartitioned ones in one run after them."""
+    """One run of the selected assets over the day partitions that have source data, as a backfill of
+    that range would: bronze/events reads those days, dbt builds them in one invocation."""
     dagster_home()
     from pipelines.definitions import defs
 
     selection = dg.AssetSelection.from_string(select) if select != "*" else dg.AssetSelection.all()
-    graph = defs.resolve_asset_graph()
-    selected = selection.resolve(graph)
-    partitioned = {key for key in selected if graph.get(key).partitions_def is not None}
     everything = list(defs.assets) + list(defs.asset_checks or [])
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    runs = []
     with dg.DagsterInstance.get() as instance:
-        if partitioned:
-            for day in _event_days():
-                runs.append(dg.materialize(
-                    everything, instance=instance, resources=defs.resources, partition_key=day,
-                    selection=dg.AssetSelection.assets(*partitioned), raise_on_error=False, run_config=run_config,
-                ))
-        rest = selected - partitioned
-        if rest:
-            runs.append(dg.materialize(
-                everything, instance=instance, resources=defs.resources,
-                selection=dg.AssetSelection.assets(*rest), raise_on_error=False, run_config=run_config,
-            ))
-    return Materialization(runs)
+        run = dg.materialize(
+            everything, instance=instance, resources=defs.resources, selection=selection,
+            tags=partition_range(*_catch_up_range()), raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        )
+    return Materialization(run)

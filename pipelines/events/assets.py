@@ -14,15 +14,12 @@ from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_s3_obj
 from pipelines.events.ingest import TABLE, DayIngestResult, ingest_day
 from pipelines.events.objects import EventStore, S3EventStore, day_prefix, event_store_for
 from pipelines.lake import delta_table_metadata, delta_table_stats
+from pipelines.partitions import START_DATE, daily_partitions
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import Settings
 
 OWNER = "team:data-platform"
 ASSET_KEY = dg.AssetKey(["bronze", TABLE])
-START_DATE = "2026-01-01"
-# end_offset=1: today's prefix is a partition too (services write into it all day; each run takes
-# the objects that are there, exactly once, and a later run the ones that came after)
-events_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)
 # days before the newest seen day the sensor keeps looking at, for objects that arrive late
 SENSOR_LOOKBACK_DAYS = 3
 # DayIngestResult counters reported as materialization metadata (summed over the run's days)
@@ -65,7 +62,9 @@ def s3_column_lineage(source: DatasetId) -> dict[str, list[tuple[str, str, str]]
     group_name="bronze",
     kinds={"s3", "delta"},
     owners=[OWNER],
-    partitions_def=events_partitions,
+    partitions_def=daily_partitions,
+    # a range of days (a backfill, the catch-up of `lakehouse materialize`) is one run
+    backfill_policy=dg.BackfillPolicy.single_run(),
     description=(
         "Business and user events the services drop into S3 (raw/events/year=/month=/day=/, JSON lines, "
         "optionally gzip), platform event schema and CloudEvents 1.0 mapped to the same columns, validated "

@@ -1,5 +1,6 @@
 """dbt models as Dagster assets (dagster-dbt), keyed like the lake: [layer, model]."""
 
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 from lineage.dbt import DbtLineageTracker
 from lineage.emitter import LineageResource
 from pipelines.lake import delta_table_metadata, delta_table_stats
+from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import PROJECT_DIR
 
@@ -54,13 +56,26 @@ def dbt_resource() -> DbtCliResource:
 prepare_dbt_manifest()
 
 
-@dbt_assets(manifest=DBT_PROJECT.manifest_path, project=DBT_PROJECT, dagster_dbt_translator=TRANSLATOR)
+def dbt_build_args(window: dg.TimeWindow | None) -> list[str]:
+    """`dbt build`, with the run's day partitions as vars: a backfill of many days is one invocation."""
+    build_vars = dbt_vars_for(window)
+    return ["build", "--vars", json.dumps(build_vars)] if build_vars else ["build"]
+
+
+@dbt_assets(
+    manifest=DBT_PROJECT.manifest_path,
+    project=DBT_PROJECT,
+    dagster_dbt_translator=TRANSLATOR,
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
 def lakehouse_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseSettings, lineage: LineageResource
 ):
     settings = lakehouse.load()
     storage = settings.delta_storage_options()
-    invocation = dbt.cli(["build"], context=context)
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
     tracker = DbtLineageTracker(
         lineage.get_emitter(),
         invocation.manifest,

@@ -1,0 +1,42 @@
+"""Schedules, partitions and the dbt vars they turn into."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from pipelines.definitions import defs
+from pipelines.partitions import daily_partitions, dbt_vars_for
+from pipelines.transform.assets import dbt_build_args
+
+
+def _request(name: str, at: datetime) -> dg.RunRequest:
+    schedule = defs.get_schedule_def(name)
+    with dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def()) as context:
+        return schedule.evaluate_tick(context).run_requests[0]
+
+
+def test_hourly_refreshes_today_and_daily_settles_yesterday():
+    at = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+    assert _request("hourly_refresh", at).partition_key == "2026-03-01"
+    assert _request("daily_settle", at).partition_key == "2026-02-28"
+    assert defs.get_schedule_def("hourly_refresh").cron_schedule == "15 * * * *"
+    assert defs.get_schedule_def("daily_settle").cron_schedule == "30 0 * * *"
+
+
+def test_schedules_run_every_asset_with_its_checks():
+    job = defs.resolve_job_def("lakehouse_all_assets")
+    graph = defs.resolve_asset_graph()
+    assert set(job.asset_layer.selected_asset_keys) == set(graph.materializable_asset_keys)
+    assert job.asset_layer.asset_graph.asset_check_keys == graph.asset_check_keys
+
+
+def test_a_range_of_days_is_one_dbt_invocation_with_the_range_as_vars():
+    window = dg.TimeWindow(datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 2, 6, tzinfo=UTC))
+    assert dbt_vars_for(window) == {"start_date": "2026-02-01", "end_date": "2026-02-06"}
+    assert dbt_vars_for(None) == {}
+    assert dbt_build_args(window) == ["build", "--vars", json.dumps({"start_date": "2026-02-01", "end_date": "2026-02-06"})]
+    assert dbt_build_args(None) == ["build"]
+    models = defs.resolve_asset_graph().get(dg.AssetKey(["gold", "agg_daily_sales"]))
+    assert models.partitions_def == daily_partitions
+    assert models.backfill_policy == dg.BackfillPolicy.single_run()
