@@ -377,15 +377,9 @@ def start_kafka(data_dir: Path):
     """Only the Kafka component of pipelines.stack (the bench needs no Postgres, Connect or S3)."""
     from pipelines.settings import load_settings
     from pipelines.stack import Stack
-    from pipelines.stack import install as stack_install
 
-    settings = load_settings({"LAKEHOUSE_DATA_DIR": str(data_dir)})
-    stack = Stack(settings)
-    stack_install.require_java()
-    stack.install()
-    with stack.state.lock():
-        stack._start_kafka(stack.state.read())
-    state = stack.state.read()
+    stack = Stack(load_settings({"LAKEHOUSE_DATA_DIR": str(data_dir)}))
+    state = stack.up(only=["kafka"])
     return stack, f"127.0.0.1:{state['kafka']['port']}"
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pipelines.settings import PROJECT_DIR, Settings, load_settings
@@ -54,15 +55,20 @@ class Stack:
         return _install.install(self.jars, force=force)
 
     # -- up ------------------------------------------------------------------------------------
-    def up(self) -> dict:
-        """Start every component that is not running and healthy; return the state written to state.json."""
-        self.postgres.check_prerequisites()
+    def up(self, only: Sequence[str] = COMPONENTS) -> dict:
+        """Start every component (or those in `only`, e.g. Kafka alone for a benchmark) that is not
+        running and healthy; return the state written to state.json."""
+        unknown = set(only) - set(COMPONENTS)
+        if unknown:
+            raise StackError(f"unknown stack component(s) {sorted(unknown)}; the components are {list(COMPONENTS)}")
+        if "postgres" in only:
+            self.postgres.check_prerequisites()
         _install.require_java()
         self.install()
         with self.state.lock():
             state = self.state.read()
             restarted: set[str] = set()
-            for name in COMPONENTS:
+            for name in (c for c in COMPONENTS if c in only):
                 started = time.monotonic()
                 entry = state.get(name)
                 upstream_restarted = name == "connect" and bool(restarted & {"postgres", "kafka"})

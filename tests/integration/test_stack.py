@@ -13,7 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipelines.settings import load_settings
 from pipelines.stack import Stack
 from pipelines.stack.connect import cdc_topics
-from pipelines.stack.processes import pid_alive
+from pipelines.stack.processes import StackError, pid_alive
 from tests.conftest import stack_schema_file
 
 pytestmark = pytest.mark.stack
@@ -133,6 +133,18 @@ def test_down_leaves_no_process_behind(stack, tmp_path):
     assert not settings.stack_dir.exists()
     # the session stack is untouched
     assert all(info["healthy"] for info in Stack(stack).status().values())
+
+
+def test_up_can_start_one_component_alone(tmp_path):
+    own = Stack(load_settings({"LAKEHOUSE_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(StackError, match="unknown stack component"):
+        own.up(only=["zookeeper"])
+    try:
+        state = own.up(only=["kafka"])
+        assert set(state) == {"kafka"} and pid_alive(state["kafka"]["pid"])
+        assert {name for name, info in own.status().items() if info["healthy"]} == {"kafka"}
+    finally:
+        own.down(purge=True)
 
 
 def _children(pid: int) -> list[int]:
