@@ -10,3 +10,10 @@
 {% macro json_money(doc, field) -%}
   cast(json_extract_string({{ doc }}, '$.{{ field }}') as decimal(12, 2))
 {%- endmacro %}
+
+{#- count / total as an exact DECIMAL(7, 4) share, rounded half up; null when the total is 0. -#}
+{% macro rate(count, total) -%}
+  case when {{ total }} > 0 then
+    cast((cast({{ count }} as hugeint) * 20000 + {{ total }}) // (2 * {{ total }}) as decimal(38, 0))::decimal(12, 0) / 10000
+  end::decimal(7, 4)
+{%- endmacro %}

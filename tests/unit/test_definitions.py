@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.definitions import defs
+from quality.rules import RULES_FILE, load_rules
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -21,9 +22,37 @@ EXPECTED_GRAPH = {
     "bronze/cdc_shipments": [],
     "bronze/cdc_transactions": [],
     "bronze/events": [],
-    "silver/stg_shop__orders": ["bronze/cdc_orders"],
+    "silver/int_customers_current": ["silver/stg_shop__customers"],
+    "silver/int_customers_history": ["silver/stg_shop__customers"],
+    "silver/int_inventory_current": ["silver/stg_shop__inventory"],
+    "silver/int_inventory_history": ["silver/stg_shop__inventory"],
+    "silver/int_order_items_current": ["silver/stg_shop__order_items"],
+    "silver/int_order_items_history": ["silver/stg_shop__order_items"],
     "silver/int_orders_current": ["silver/stg_shop__orders"],
+    "silver/int_orders_history": ["silver/stg_shop__orders"],
+    "silver/int_payments_current": ["silver/stg_shop__payments"],
+    "silver/int_payments_history": ["silver/stg_shop__payments"],
+    "silver/int_products_current": ["silver/stg_shop__products"],
+    "silver/int_products_history": ["silver/stg_shop__products"],
+    "silver/int_shipments_current": ["silver/stg_shop__shipments"],
+    "silver/int_shipments_history": ["silver/stg_shop__shipments"],
+    "silver/stg_events__events": ["bronze/events"],
+    "silver/stg_shop__customers": ["bronze/cdc_customers"],
+    "silver/stg_shop__inventory": ["bronze/cdc_inventory"],
+    "silver/stg_shop__order_items": ["bronze/cdc_order_items"],
+    "silver/stg_shop__orders": ["bronze/cdc_orders"],
+    "silver/stg_shop__payments": ["bronze/cdc_payments"],
+    "silver/stg_shop__products": ["bronze/cdc_products"],
+    "silver/stg_shop__shipments": ["bronze/cdc_shipments"],
+    "gold/agg_daily_funnel": ["silver/stg_events__events"],
     "gold/agg_daily_sales": ["silver/int_orders_current"],
+    "gold/agg_hourly_revenue": ["silver/int_orders_current"],
+    "gold/customer_features": ["silver/int_customers_current", "silver/int_orders_current"],
+    "gold/dim_customers": ["silver/int_customers_history"],
+    "gold/dim_date": [],
+    "gold/dim_products": ["silver/int_products_current"],
+    "gold/fct_order_items": ["silver/int_order_items_current", "silver/int_orders_current"],
+    "gold/fct_orders": ["silver/int_orders_history"],
 }
 
 
@@ -34,6 +63,13 @@ def test_asset_graph_matches_the_reviewed_snapshot():
         for key in graph.materializable_asset_keys
     }
     assert actual == EXPECTED_GRAPH
+
+
+def test_every_asset_has_quality_rules():
+    tables = {rule.table for rule in load_rules(RULES_FILE)}
+    graph = defs.resolve_asset_graph()
+    missing = sorted(".".join(key.path) for key in graph.materializable_asset_keys if ".".join(key.path) not in tables)
+    assert missing == []
 
 
 def test_every_asset_is_described_owned_and_grouped_by_layer():

@@ -5,8 +5,7 @@ with
 orders as (
 
     select * from {{ ref('int_orders_current') }}
-    where status in ('CONFIRMED', 'SHIPPED', 'DELIVERED')
-      and deleted_at is null
+    where {{ is_revenue_order() }}
 
 ),
 

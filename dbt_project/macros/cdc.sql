@@ -1,0 +1,235 @@
+{#-
+  The change-data-capture logic shared by the seven shop entities (see shop_tables.sql for their columns).
+
+  stg_cdc(table)         staging: one typed row per Debezium change event (c, u, d, r) or truncate (t)
+  cdc_versions(table)    CTEs: the de-duplicated, ordered, TOAST-filled change stream of one entity
+  cdc_history(table)     intermediate: SCD2 versions (valid_from, valid_to, is_current)
+  cdc_current(table)     intermediate: current state (latest version per key, deletes and truncates applied)
+-#}
+
+{% macro stg_cdc(table) %}
+{%- set spec = shop_table(table) -%}
+with
+
+source as (
+
+    select * from {{ source('shop', 'cdc_' ~ table) }}
+    where kind = 'change' and op in ('c', 'u', 'd', 'r', 't')
+
+),
+
+extracted as (
+
+    -- one JSON parse per row for all columns; deletes carry their last state in `before`
+    -- (REPLICA IDENTITY FULL); truncates carry no row
+    select
+        *,
+        json_extract_string(coalesce(after, before), [
+            {%- for name, type in spec.columns %}
+            '$.{{ "version" if name == "row_version" else name }}'{{ "," if not loop.last }}
+            {%- endfor %}
+        ]) as row_values
+    from source
+
+),
+
+renamed as (
+
+    select
+        {%- for name, type in spec.columns %}
+        cast(row_values[{{ loop.index }}] as {{ type }}) as {{ name }},
+        {%- endfor %}
+        op as change_op,
+        op = 'd' as is_delete,
+        coalesce(unavailable_columns, []) as unavailable_columns,
+        cast(lsn as ubigint) as lsn,
+        tx_id,
+        source_ts,
+        "partition" as kafka_partition,
+        "offset" as kafka_offset,
+        bronze_id as source_bronze_id,
+        ingested_at
+    from extracted
+
+)
+
+select * from renamed
+{% endmacro %}
+
+
+{#- CTEs `versions` (every change of every key, in order, with what follows it) and `truncates`. -#}
+{% macro cdc_versions(table) %}
+{%- set spec = shop_table(table) -%}
+{%- set key = spec.key -%}
+changes as (
+
+    select * from {{ ref('stg_shop__' ~ table) }}
+    where change_op <> 't'
+
+),
+
+truncates as (
+
+    select lsn as truncate_lsn, source_ts as truncated_at
+    from {{ ref('stg_shop__' ~ table) }}
+    where change_op = 't'
+
+),
+
+deduplicated as (
+
+    -- a record redelivered (connector restart, producer retry) repeats key, LSN and op at a new offset
+    select * from changes
+    qualify row_number() over (partition by {{ key }}, lsn, change_op order by kafka_offset) = 1
+
+),
+
+toast_filled as (
+
+    -- an unchanged TOASTed value is not sent (unavailable_columns): it is the key's latest value that was
+    select
+        * replace (
+            {%- for name in spec.toast %}
+            case
+                when list_contains(unavailable_columns, '{{ name }}')
+                    then last_value(
+                        case when not list_contains(unavailable_columns, '{{ name }}') then {{ name }} end
+                        ignore nulls
+                    ) over earlier
+                else {{ name }}
+            end as {{ name }}{{ "," if not loop.last }}
+            {%- endfor %}
+        )
+    from deduplicated
+    window earlier as (
+        partition by {{ key }} order by lsn, kafka_offset rows between unbounded preceding and 1 preceding
+    )
+
+),
+
+ordered as (
+
+    select
+        *,
+        lead(source_ts) over next_change as next_change_at,
+        lead(lsn) over next_change as next_change_lsn
+    from toast_filled
+    window next_change as (partition by {{ key }} order by lsn, kafka_offset)
+
+),
+
+versions as (
+
+    -- a truncate ends every version it finds alive: the first truncate after the version's LSN
+    select ordered.*, truncates.truncate_lsn, truncates.truncated_at
+    from ordered
+    asof left join truncates on ordered.lsn < truncates.truncate_lsn
+
+)
+{%- endmacro %}
+
+
+{#- Row-level quality columns from a table's checks: the score is the share of checks passed. -#}
+{% macro quality_columns(table) %}
+{%- set checks = shop_table(table).checks -%}
+    cast(({{ checks | length }} - len(quality_issues)) / {{ checks | length }} as decimal(5, 4)) as data_quality_score,
+    len(quality_issues) = 0 as quality_checks_passed,
+    quality_issues
+{%- endmacro %}
+
+{% macro quality_issues(table) %}
+{%- set checks = shop_table(table).checks -%}
+    list_filter([
+        {%- for name, condition in checks.items() %}
+        case when coalesce({{ condition }}, false) then null else '{{ name }}' end{{ "," if not loop.last }}
+        {%- endfor %}
+    ], issue -> issue is not null)::varchar[]
+{%- endmacro %}
+
+
+{% macro lineage_columns() %}
+    source_bronze_id,
+    current_timestamp as processed_at,
+    '{{ var("processing_version") }}' as processing_version
+{%- endmacro %}
+
+
+{% macro cdc_current(table) %}
+{%- set spec = shop_table(table) -%}
+with
+
+{{ cdc_versions(table) }},
+
+latest as (
+
+    -- the key's last change, unless it is a delete or a truncate came after it
+    select
+        *,
+        {{ quality_issues(table) }} as quality_issues
+    from versions
+    where next_change_lsn is null
+      and truncate_lsn is null
+      and not is_delete
+
+),
+
+final as (
+
+    select
+        {%- for name, type in spec.columns %}
+        {{ name }},
+        {%- endfor %}
+        source_ts as last_changed_at,
+        lsn as source_lsn,
+        {{ quality_columns(table) }},
+        {{ lineage_columns() }}
+    from latest
+
+)
+
+select * from final
+{% endmacro %}
+
+
+{% macro cdc_history(table) %}
+{%- set spec = shop_table(table) -%}
+with
+
+{{ cdc_versions(table) }},
+
+closed as (
+
+    -- a version lasts until the key's next change (an update or a delete) or a truncate, whichever is first;
+    -- deletes end a version and are not versions themselves
+    select
+        *,
+        case
+            when truncate_lsn is not null and (next_change_lsn is null or truncate_lsn < next_change_lsn)
+                then truncated_at
+            else next_change_at
+        end as valid_to,
+        {{ quality_issues(table) }} as quality_issues
+    from versions
+    where not is_delete
+
+),
+
+final as (
+
+    select
+        {{ spec.key }}::varchar || '@' || lsn::varchar as history_key,
+        {%- for name, type in spec.columns %}
+        {{ name }},
+        {%- endfor %}
+        source_ts as valid_from,
+        valid_to,
+        valid_to is null as is_current,
+        lsn as source_lsn,
+        {{ quality_columns(table) }},
+        {{ lineage_columns() }}
+    from closed
+
+)
+
+select * from final
+{% endmacro %}

@@ -1,0 +1,43 @@
+-- One typed row per business event: current bronze event rows, de-duplicated by eventId (a service may
+-- write the same event into two objects, or an object under two keys).
+with
+
+source as (
+
+    select * from {{ source('events', 'events') }}
+    where row_kind = 'event' and superseded_at is null
+
+),
+
+deduplicated as (
+
+    -- the first ingested copy wins; bronze_id breaks ties between copies of one batch
+    select * from source
+    qualify row_number() over (partition by lower(event_id) order by ingested_at, bronze_id) = 1
+
+),
+
+renamed as (
+
+    select
+        cast(event_id as uuid) as event_id,
+        event_type,
+        event_source,
+        event_ts,
+        cast(event_ts as date) as event_date,
+        version as schema_version,
+        cast(correlation_id as uuid) as correlation_id,
+        cast(user_id as uuid) as user_id,
+        cast(session_id as uuid) as session_id,
+        cast(payload as json) as payload,
+        cast(metadata as json) as metadata,
+        envelope,
+        environment,
+        region,
+        bronze_id as source_bronze_id,
+        ingested_at
+    from deduplicated
+
+)
+
+select * from renamed
