@@ -25,8 +25,8 @@ extracted as (
     select
         *,
         json_extract_string(coalesce(after, before), [
-            {%- for name, type in spec.columns %}
-            '$.{{ "version" if name == "row_version" else name }}'{{ "," if not loop.last }}
+            {%- for name, type, field in spec.columns %}
+            '$.{{ field }}'{{ "," if not loop.last }}
             {%- endfor %}
         ]) as row_values
     from source
@@ -36,7 +36,7 @@ extracted as (
 renamed as (
 
     select
-        {%- for name, type in spec.columns %}
+        {%- for name, type, field in spec.columns %}
         cast(row_values[{{ loop.index }}] as {{ type }}) as {{ name }},
         {%- endfor %}
         op as change_op,
@@ -89,11 +89,11 @@ toast_filled as (
     -- an unchanged TOASTed value is not sent (unavailable_columns): it is the key's latest value that was
     select
         * replace (
-            {%- for name in spec.toast %}
+            {%- for name, type, field in spec.toast %}
             case
-                when list_contains(unavailable_columns, '{{ name }}')
+                when list_contains(unavailable_columns, '{{ field }}')
                     then last_value(
-                        case when not list_contains(unavailable_columns, '{{ name }}') then {{ name }} end
+                        case when not list_contains(unavailable_columns, '{{ field }}') then {{ name }} end
                         ignore nulls
                     ) over earlier
                 else {{ name }}
@@ -176,7 +176,7 @@ latest as (
 final as (
 
     select
-        {%- for name, type in spec.columns %}
+        {%- for name, type, field in spec.columns %}
         {{ name }},
         {%- endfor %}
         source_ts as last_changed_at,
@@ -218,7 +218,7 @@ final as (
 
     select
         {{ spec.key }}::varchar || '@' || lsn::varchar as history_key,
-        {%- for name, type in spec.columns %}
+        {%- for name, type, field in spec.columns %}
         {{ name }},
         {%- endfor %}
         source_ts as valid_from,

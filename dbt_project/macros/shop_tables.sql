@@ -3,6 +3,8 @@
   `version` renamed row_version) and the row-level quality checks of their current and historical
   versions. Staging casts with these types; the CDC macros (cdc.sql) fill TOASTed columns and compute
   the quality columns from them. Types follow STYLE.md: ids uuid, money decimal(12,2), times timestamptz.
+  Two columns are renamed (`renamed`): `version` (a keyword in many SQL dialects) and payments'
+  `processed_at`, which would collide with silver's lineage column of that name.
   `toast` marks variable-length columns Postgres may store out of line (TOAST): only those can arrive
   as Debezium's unavailable-value placeholder.
 -#}
@@ -82,7 +84,7 @@
       'key': 'payment_id',
       'columns': [
         ('payment_id', 'uuid'), ('order_id', 'uuid'), ('method', 'varchar'), ('status', 'varchar'),
-        ('amount', money), ('currency', 'varchar'), ('provider_ref', 'varchar'), ('processed_at', 'timestamptz'),
+        ('amount', money), ('currency', 'varchar'), ('provider_ref', 'varchar'), ('payment_processed_at', 'timestamptz'),
       ],
       'checks': {
         'status_known': "status in ('AUTHORIZED', 'CAPTURED', 'FAILED', 'REFUNDED')",
@@ -107,12 +109,16 @@
     {{ exceptions.raise_compiler_error("shop_table: unknown table " ~ table) }}
   {%- endif -%}
   {%- set spec = tables[table] -%}
-  {%- set columns = spec['columns'] + audit -%}
+  {%- set renamed = {'row_version': 'version', 'payment_processed_at': 'processed_at'} -%}
+  {%- set columns = [] -%}
+  {%- for name, type in spec['columns'] + audit -%}
+    {%- do columns.append((name, type, renamed.get(name, name))) -%}
+  {%- endfor -%}
   {{ return({
       'name': table,
       'key': spec['key'],
       'columns': columns,
-      'toast': columns | selectattr(1, 'in', ['varchar', 'json']) | map(attribute=0) | list,
+      'toast': columns | selectattr(1, 'in', ['varchar', 'json']) | list,
       'checks': spec['checks'],
   }) }}
 {% endmacro %}
