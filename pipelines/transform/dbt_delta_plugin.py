@@ -4,8 +4,8 @@
   the lake as a view `<layer>.<table>` in the scratch catalog, so `source()` and `ref()` read Delta.
 - `store()`: called by the `delta` materialization (dbt_project/macros/materializations/delta.sql) with
   the model's rows in a staging table; streams them as Arrow batches into the Delta table at
-  `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite, or a MERGE on the model's
-  unique_key for incremental runs), then points the model's view at it.
+  `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite; for incremental runs a MERGE on
+  the model's unique_key or an append), then points the model's view at it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ class Plugin(BasePlugin):
         cursor = self.conn.cursor()
         try:
             rows = cursor.sql(f"select * from {target_config.relation}")
-            if config.get("mode") == "merge":
+            mode = config.get("mode")
+            if mode == "merge":
                 self._merge(path, rows, _key_columns(config.get("unique_key"), table), flag)
             else:
                 if flag:
@@ -49,8 +50,8 @@ class Plugin(BasePlugin):
                 write_deltalake(
                     path,
                     rows.fetch_record_batch(rows_per_batch=100_000),
-                    mode="overwrite",
-                    schema_mode="overwrite",
+                    mode="append" if mode == "append" else "overwrite",
+                    schema_mode="merge" if mode == "append" else "overwrite",
                     storage_options=self.settings.delta_storage_options() or None,
                 )
             point_view_at_delta(cursor, self.settings, layer, table)

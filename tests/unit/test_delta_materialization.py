@@ -27,6 +27,14 @@ from changes
 group by id
 """
 
+APPEND_MODEL = """
+{{ config(materialized='delta', incremental_strategy='append') }}
+select * from bronze.things
+{% if is_incremental() %}
+where seq > (select max(seq) from {{ this }})
+{% endif %}
+"""
+
 
 @pytest.fixture()
 def dbt_project(tmp_path):
@@ -39,6 +47,7 @@ def dbt_project(tmp_path):
         "models:\n  lakehouse:\n    +schema: silver\n"
     )
     (project / "models" / "things_current.sql").write_text(MODEL)
+    (project / "models" / "things_changes.sql").write_text(APPEND_MODEL)
     return project
 
 
@@ -55,8 +64,8 @@ def _build(project, tmp_path, *args):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _current(tmp_path):
-    table = DeltaTable(str(tmp_path / "lake" / "silver" / "things_current"))
+def _current(tmp_path, model="things_current"):
+    table = DeltaTable(str(tmp_path / "lake" / "silver" / model))
     rows = sorted((r["id"], r["v"], r["seq"]) for r in table.to_pyarrow_table().to_pylist())
     return rows, table.schema().to_arrow().names, table.history(1)[0]["operation"]
 
@@ -75,6 +84,9 @@ def test_incremental_runs_merge_updates_inserts_and_deletes(dbt_project, tmp_pat
     rows, columns, operation = _current(tmp_path)
     assert rows == [(1, "a2", 4), (3, "c", 6)]
     assert "is_deleted" not in columns and operation == "MERGE"
+    changes = DeltaTable(str(tmp_path / "lake" / "silver" / "things_changes"))
+    assert sorted(r["seq"] for r in changes.to_pyarrow_table().to_pylist()) == [1, 2, 3, 4, 5, 6]
+    assert changes.history(1)[0]["operationParameters"]["mode"] == "Append"
 
     _build(dbt_project, tmp_path, "--full-refresh")
     assert _current(tmp_path)[0] == [(1, "a2", 4), (3, "c", 6)]

@@ -4,10 +4,13 @@
   with delta-rs and replaces the model's relation with a view over the Delta table, so downstream
   models and analysts read Delta, never the scratch DuckDB file.
 
-  Incremental models (config incremental_strategy='merge' + unique_key) MERGE their rows into the
-  existing table in one Delta commit once it exists (see is_incremental.sql). With config
-  delete_flag='<boolean column>', rows flagged true delete their key instead; the flag column itself
-  is never stored. `dbt build --full-refresh` rebuilds from scratch.
+  Incremental models, once their table exists (see is_incremental.sql), add their rows in one Delta
+  commit instead of replacing the table:
+  - incremental_strategy='merge' + unique_key: MERGE (update matched keys, insert new ones). With
+    config delete_flag='<boolean column>', rows flagged true delete their key instead; the flag column
+    itself is never stored.
+  - incremental_strategy='append': for immutable rows (one per change event) selected past a watermark.
+  `dbt build --full-refresh` rebuilds from scratch.
 -#}
 {% materialization delta, adapter="duckdb" %}
   {%- set target_relation = this.incorporate(type='view') -%}
@@ -27,7 +30,7 @@
   {% do store_relation('lakehouse_delta', staging_relation, this.identifier, 'delta', {
       'schema': this.schema,
       'alias': this.identifier,
-      'mode': 'merge' if incremental else 'overwrite',
+      'mode': config.get('incremental_strategy') if incremental else 'overwrite',
       'unique_key': config.get('unique_key'),
       'delete_flag': config.get('delete_flag'),
   }) %}
