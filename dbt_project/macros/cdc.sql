@@ -5,16 +5,24 @@
   cdc_versions(table)    CTEs: the de-duplicated, ordered, TOAST-filled change stream of one entity
   cdc_history(table)     intermediate: SCD2 versions (valid_from, valid_to, is_current)
   cdc_current(table)     intermediate: current state (latest version per key, deletes and truncates applied)
+
+  All are incremental (macros/incremental.sql): staging appends the bronze rows ingested since its last
+  run; history and current recompute only the keys those rows touch (every key after a truncate) from
+  the key's whole change stream, and MERGE them.
 -#}
 
 {% macro stg_cdc(table) %}
 {%- set spec = shop_table(table) -%}
+{{ config(incremental_strategy='append') }}
 with
 
 source as (
 
     select * from {{ source('shop', 'cdc_' ~ table) }}
     where kind = 'change' and op in ('c', 'u', 'd', 'r', 't')
+    {%- if is_incremental() %}
+      and ingested_at > {{ watermark('ingested_at') }}
+    {%- endif %}
 
 ),
 
@@ -61,10 +69,33 @@ select * from renamed
 {% macro cdc_versions(table) %}
 {%- set spec = shop_table(table) -%}
 {%- set key = spec.key -%}
+{%- if is_incremental() %}
+new_changes as (
+
+    select {{ key }}, change_op from {{ ref('stg_shop__' ~ table) }}
+    where ingested_at > {{ watermark('source_ingested_at') }}
+
+),
+
+touched as (
+
+    select distinct {{ key }} from new_changes
+    where not exists (select 1 from new_changes where change_op = 't')
+    union all
+    -- a truncate touches every key
+    select distinct {{ key }} from {{ ref('stg_shop__' ~ table) }}
+    where exists (select 1 from new_changes where change_op = 't')
+
+),
+{%- endif %}
+
 changes as (
 
     select * from {{ ref('stg_shop__' ~ table) }}
     where change_op <> 't'
+    {%- if is_incremental() %}
+      and {{ key }} in (select {{ key }} from touched)
+    {%- endif %}
 
 ),
 
@@ -156,20 +187,20 @@ versions as (
 
 {% macro cdc_current(table) %}
 {%- set spec = shop_table(table) -%}
+{{ config(incremental_strategy='merge', unique_key=spec.key, delete_flag='is_removed') }}
 with
 
 {{ cdc_versions(table) }},
 
 latest as (
 
-    -- the key's last change, unless it is a delete or a truncate came after it
+    -- the key's last change; a delete, or a truncate after it, removes the key (delete_flag)
     select
         *,
+        is_delete or truncate_lsn is not null as is_removed,
         {{ quality_issues(table) }} as quality_issues
     from versions
     where next_change_lsn is null
-      and truncate_lsn is null
-      and not is_delete
 
 ),
 
@@ -182,8 +213,14 @@ final as (
         source_ts as last_changed_at,
         lsn as source_lsn,
         {{ quality_columns(table) }},
-        {{ lineage_columns() }}
+        {{ lineage_columns() }},
+        ingested_at as source_ingested_at,
+        is_removed
     from latest
+    {%- if not is_incremental() %}
+    -- a full build has nothing to delete; an incremental MERGE deletes the removed keys it saw
+    where not is_removed
+    {%- endif %}
 
 )
 
@@ -193,6 +230,7 @@ select * from final
 
 {% macro cdc_history(table) %}
 {%- set spec = shop_table(table) -%}
+{{ config(incremental_strategy='merge', unique_key='history_key') }}
 with
 
 {{ cdc_versions(table) }},
@@ -226,7 +264,8 @@ final as (
         valid_to is null as is_current,
         lsn as source_lsn,
         {{ quality_columns(table) }},
-        {{ lineage_columns() }}
+        {{ lineage_columns() }},
+        ingested_at as source_ingested_at
     from closed
 
 )

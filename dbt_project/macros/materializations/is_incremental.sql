@@ -4,7 +4,8 @@
   view), and the run is not a --full-refresh.
 -#}
 {% macro is_incremental() %}
-  {%- if not execute -%}
+  {#- unit tests have no `this`: they are not incremental unless they override this macro -#}
+  {%- if not execute or this is none -%}
     {{ return(false) }}
   {%- endif -%}
   {%- set existing = adapter.get_relation(this.database, this.schema, this.identifier) -%}
