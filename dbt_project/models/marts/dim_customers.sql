@@ -1,10 +1,15 @@
 -- Customers as SCD2: one row per version of their details, valid_from/valid_to when it was in force in
 -- the source. Soft-deleted customers keep their rows with deleted_at set.
+{{ config(incremental_strategy='merge', unique_key='customer_version_key') }}
 with
 
 versions as (
 
+    -- incremental: the versions silver rewrote since the last run (new ones, and old ones it closed)
     select * from {{ ref('int_customers_history') }}
+    {%- if is_incremental() %}
+    where processed_at > {{ watermark('processed_at') }}
+    {%- endif %}
 
 ),
 
@@ -26,7 +31,8 @@ final as (
         row_version,
         valid_from,
         valid_to,
-        is_current
+        is_current,
+        processed_at
     from versions
 
 )

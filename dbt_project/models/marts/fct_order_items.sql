@@ -1,5 +1,9 @@
 -- One row per current order line, with its order's customer, time and status. Lines of hard-deleted
 -- orders are deleted with them in the source. is_revenue follows the order (see fct_orders).
+-- Incremental: the lines silver changed since the last run (a deleted line is closed in its history)
+-- and the lines of orders that changed; lines gone from silver are deleted.
+-- depends_on: {{ ref('int_order_items_history') }}
+{{ config(incremental_strategy='merge', unique_key='order_item_id', delete_flag='is_removed') }}
 with
 
 items as (
@@ -14,10 +18,25 @@ orders as (
 
 ),
 
+lines as (
+
+    {%- if is_incremental() %}
+    select order_item_id from {{ ref('int_order_items_history') }}
+    where processed_at > {{ watermark('processed_at') }}
+    union
+    select items.order_item_id from items
+    join orders on orders.order_id = items.order_id
+    where orders.processed_at > {{ watermark('processed_at') }}
+    {%- else %}
+    select order_item_id from items
+    {%- endif %}
+
+),
+
 final as (
 
     select
-        items.order_item_id,
+        lines.order_item_id,
         items.order_id,
         items.product_id,
         orders.customer_id,
@@ -28,8 +47,11 @@ final as (
         items.unit_price,
         items.discount_amount,
         items.line_total,
-        coalesce({{ is_revenue_order('orders.status', 'orders.deleted_at') }}, false) as is_revenue
-    from items
+        coalesce({{ is_revenue_order('orders.status', 'orders.deleted_at') }}, false) as is_revenue,
+        greatest(items.processed_at, orders.processed_at) as processed_at,
+        items.order_item_id is null as is_removed
+    from lines
+    left join items on items.order_item_id = lines.order_item_id
     left join orders on orders.order_id = items.order_id
 
 )

@@ -1,11 +1,16 @@
 -- One row per version of every order (SCD2): amounts, status and whether the version counts as revenue.
 -- Revenue counts CONFIRMED, SHIPPED and DELIVERED orders that are not soft-deleted; PENDING (unpaid) and
 -- CANCELLED orders never do. Hard-deleted orders keep their closed versions; none is current.
+{{ config(incremental_strategy='merge', unique_key='order_version_key') }}
 with
 
 versions as (
 
+    -- incremental: the versions silver rewrote since the last run (new ones, and old ones it closed)
     select * from {{ ref('int_orders_history') }}
+    {%- if is_incremental() %}
+    where processed_at > {{ watermark('processed_at') }}
+    {%- endif %}
 
 ),
 
@@ -29,7 +34,8 @@ final as (
         row_version,
         valid_from,
         valid_to,
-        is_current
+        is_current,
+        processed_at
     from versions
 
 )
