@@ -45,13 +45,13 @@ EXPECTED_GRAPH = {
     "silver/stg_shop__products": ["bronze/cdc_products"],
     "silver/stg_shop__shipments": ["bronze/cdc_shipments"],
     "gold/agg_daily_funnel": ["silver/stg_events__events"],
-    "gold/agg_daily_sales": ["silver/int_orders_current"],
-    "gold/agg_hourly_revenue": ["silver/int_orders_current"],
+    "gold/agg_daily_sales": ["silver/int_orders_current", "silver/int_orders_history"],
+    "gold/agg_hourly_revenue": ["silver/int_orders_current", "silver/int_orders_history"],
     "gold/customer_features": ["silver/int_customers_current", "silver/int_orders_current"],
     "gold/dim_customers": ["silver/int_customers_history"],
     "gold/dim_date": [],
     "gold/dim_products": ["silver/int_products_current"],
-    "gold/fct_order_items": ["silver/int_order_items_current", "silver/int_orders_current"],
+    "gold/fct_order_items": ["silver/int_order_items_current", "silver/int_order_items_history", "silver/int_orders_current"],
     "gold/fct_orders": ["silver/int_orders_history"],
 }
 
