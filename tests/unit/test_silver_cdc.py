@@ -254,3 +254,13 @@ def test_events_are_deduplicated_by_event_id(clean):
                                                   "agg_daily_sales", "agg_hourly_revenue", "customer_features")])
 def test_out_of_order_and_redelivered_changes_give_the_same_tables_as_the_clean_stream(clean, perturbed, layer, table):
     assert content(perturbed, layer, table) == content(clean, layer, table)
+
+
+def test_every_model_documents_exactly_the_columns_it_writes(clean):
+    manifest = json.loads((clean / "target" / "manifest.json").read_text())
+    for node in manifest["nodes"].values():
+        if node["resource_type"] != "model":
+            continue
+        written = DeltaTable(str(clean / "lake" / node["schema"] / node["name"])).schema().to_arrow().names
+        assert list(node["columns"]) == written, node["name"]
+        assert all(c["description"] for c in node["columns"].values()), node["name"]
