@@ -20,3 +20,12 @@
            and order_ts < cast('{{ var("end_date") }}' as timestamptz))
     {%- endif %}
 {%- endmacro %}
+
+
+{#- The rows of a silver model written since this model's last run (all of them in a full build). -#}
+{% macro rewritten_since_last_run(relation) -%}
+    select * from {{ relation }}
+    {%- if is_incremental() %}
+    where processed_at > {{ watermark('processed_at') }}
+    {%- endif %}
+{%- endmacro %}

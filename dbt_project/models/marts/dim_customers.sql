@@ -6,10 +6,7 @@ with
 versions as (
 
     -- incremental: the versions silver rewrote since the last run (new ones, and old ones it closed)
-    select * from {{ ref('int_customers_history') }}
-    {%- if is_incremental() %}
-    where processed_at > {{ watermark('processed_at') }}
-    {%- endif %}
+    {{ rewritten_since_last_run(ref('int_customers_history')) }}
 
 ),
 

@@ -7,10 +7,7 @@ with
 versions as (
 
     -- incremental: the versions silver rewrote since the last run (new ones, and old ones it closed)
-    select * from {{ ref('int_orders_history') }}
-    {%- if is_incremental() %}
-    where processed_at > {{ watermark('processed_at') }}
-    {%- endif %}
+    {{ rewritten_since_last_run(ref('int_orders_history')) }}
 
 ),
 
