@@ -26,7 +26,6 @@ import base64
 import json
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from _measure import machine, peak_rss_bytes, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_cdc.json"
 FIXTURES = ROOT / "tests" / "fixtures" / "local"
@@ -281,10 +282,6 @@ def _create_topics(bootstrap: str, partitions: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 # measurements (child processes)
 # ---------------------------------------------------------------------------------------------------
-def _peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
 def child_baseline(bootstrap: str) -> dict:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
@@ -408,7 +405,7 @@ def main() -> int:
     elif args.child == "ours":
         out = child_ours(args.ingest_module, args.profile)
     if args.child:
-        out["peak_rss_bytes"] = _peak_rss_bytes()
+        out["peak_rss_bytes"] = peak_rss_bytes()
         print(json.dumps(out))
         return 0
 
@@ -444,8 +441,7 @@ def main() -> int:
             print(f"  {stage:8s} {out['events_per_s']:>10,.0f} events/s  {out['seconds']:7.1f} s  "
                   f"peak RSS {out['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
 
-        result = {"events": args.events, "machine": {"cores": os.cpu_count()},
-                  "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        result = {"events": args.events, "machine": machine(), "timestamp": utc_timestamp()}
         if runs["baseline"]:
             result["baseline_events_per_s"] = round(max(r["events_per_s"] for r in runs["baseline"]))
         if runs["ours"]:
@@ -477,11 +473,7 @@ def main() -> int:
         if "ratio" in result:
             ok = result["ratio"] >= 0.5 and result["peak_rss_bytes"] < 2**31
             print(f"ratio ours/baseline:      {result['ratio']:.3f}   ({'PASS' if ok else 'FAIL'}: target >= 0.5, RSS < 2 GiB)")
-        if args.output != "-":
-            path = Path(args.output)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"wrote {path}")
+        write_result(args.output, result)
         return 0
     finally:
         if stack is not None:

@@ -27,7 +27,6 @@ import argparse
 import gc
 import io
 import json
-import os
 import random
 import shutil
 import sys
@@ -36,12 +35,14 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from _measure import machine, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_events.json"
 PREFIX = "raw/events"
@@ -240,8 +241,8 @@ def main() -> int:
             "events": args.events,
             "objects": args.objects,
             "days": args.days,
-            "machine": {"cores": os.cpu_count()},
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "timestamp": utc_timestamp(),
         }
         if runs["baseline"]:
             result["baseline_events_per_s"] = round(max(r["events_per_s"] for r in runs["baseline"]))
@@ -268,11 +269,7 @@ def main() -> int:
         if "ratio" in result:
             print(f"ratio ours/baseline:          {result['ratio']:.3f}   "
                   f"({'PASS' if result['ratio'] >= 0.5 else 'FAIL'}: target >= 0.5)")
-        if args.output != "-":
-            path = Path(args.output)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(result, indent=2) + "\n")
-            print(f"wrote {path}")
+        write_result(args.output, result)
         return 0
     finally:
         if stack is not None:

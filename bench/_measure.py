@@ -1,0 +1,61 @@
+"""What every benchmark here does the same way: time a child process and its peak RSS, describe the
+machine, write the result JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+
+def peak_rss_bytes() -> int:
+    """Peak RSS of this process so far."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    seconds: float
+    peak_rss_bytes: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_child(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | str | None = None) -> ChildRun:
+    """Run `cmd` to completion: wall time, and the peak RSS of that process alone (wait4's rusage, so
+    neither this process nor earlier children count)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(seconds, usage.ru_maxrss * 1024, proc.returncode,
+                        out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def machine() -> dict:
+    return {"cores": os.cpu_count()}
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_result(output: str, result: dict) -> None:
+    """Write the result JSON to `output`; '-' writes nothing."""
+    if output == "-":
+        return
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
