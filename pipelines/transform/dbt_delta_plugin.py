@@ -28,6 +28,8 @@ class Plugin(BasePlugin):
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         prepare_connection(conn)
+        # big models spill to disk; an in-memory database would otherwise spill into `.tmp` of the cwd
+        conn.execute(f"set temp_directory = '{self.settings.data_dir / 'duckdb_spill'}'")
         self.conn = conn
         register_lake_views(conn, self.settings)
 
