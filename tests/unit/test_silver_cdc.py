@@ -26,7 +26,7 @@ DBT = str(Path(sys.executable).parent / "dbt")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
 # columns that say when or from which bronze copy a table was built, not what it holds
-RUN_COLUMNS = {"processed_at", "source_bronze_id"}
+RUN_COLUMNS = {"processed_at", "source_bronze_id", "source_ingested_at"}
 
 
 def at(lsn: int) -> datetime:
@@ -137,12 +137,25 @@ EVENTS = [
 ]
 
 
-def write_lake(root: Path, arrivals: dict[str, list[int]]) -> None:
+def write_lake(root: Path, arrivals: dict[str, list[int]], batches: int = 1) -> list[dict[str, list[dict]]]:
+    """Writes the first of `batches` ingestion batches (each topic's records cut into consecutive parts,
+    the n-th ingested at 1000 + 1000 n seconds) and the events; returns the later batches."""
+    parts: list[dict[str, list[dict]]] = [{} for _ in range(batches)]
     for table in TABLES:
         rows = bronze_rows(CHANGES, table, arrivals[table])
-        write_deltalake(str(root / "lake" / "bronze" / f"cdc_{table}"), pa.Table.from_pylist(rows, schema=BRONZE_CDC))
+        size = -(-len(rows) // batches)
+        for n in range(batches):
+            parts[n][table] = [r | {"ingested_at": at(1000 * (n + 1))} for r in rows[n * size:(n + 1) * size]]
+    write_batch(root, parts[0], mode="overwrite")
     write_deltalake(str(root / "lake" / "bronze" / "events"), pa.Table.from_pylist(EVENTS, schema=BRONZE_EVENTS),
                     partition_by=PARTITION_BY)
+    return parts[1:]
+
+
+def write_batch(root: Path, batch: dict[str, list[dict]], mode: str = "append") -> None:
+    for table, rows in batch.items():
+        write_deltalake(str(root / "lake" / "bronze" / f"cdc_{table}"), pa.Table.from_pylist(rows, schema=BRONZE_CDC),
+                        mode=mode)
 
 
 def dbt(root: Path, command: str) -> None:
@@ -178,10 +191,8 @@ def clean(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def perturbed(tmp_path_factory) -> Path:
-    """The same changes, arriving shuffled, with a third of them redelivered at later offsets."""
-    root = tmp_path_factory.mktemp("perturbed")
+def perturbed_arrivals() -> dict[str, list[int]]:
+    """Each topic's changes shuffled, with a third of them redelivered at later offsets."""
     shuffle = random.Random(6)
     arrivals = {}
     for table in TABLES:
@@ -189,8 +200,29 @@ def perturbed(tmp_path_factory) -> Path:
         shuffle.shuffle(order_)
         arrivals[table] = order_ + shuffle.sample(order_, max(1, len(order_) // 3))
     assert any(arrivals[t][: len(in_order(t))] != in_order(t) for t in TABLES)
-    write_lake(root, arrivals)
+    return arrivals
+
+
+@pytest.fixture(scope="module")
+def perturbed(tmp_path_factory) -> Path:
+    """The same changes, arriving out of order and partly twice, built at once."""
+    root = tmp_path_factory.mktemp("perturbed")
+    write_lake(root, perturbed_arrivals())
     dbt(root, "run")
+    return root
+
+
+@pytest.fixture(scope="module")
+def perturbed_in_three_runs(tmp_path_factory) -> Path:
+    """The same perturbed stream ingested in three batches, with an (incremental) dbt run after each."""
+    root = tmp_path_factory.mktemp("perturbed_in_three_runs")
+    later = write_lake(root, perturbed_arrivals(), batches=3)
+    dbt(root, "run")
+    for batch in later:
+        write_batch(root, batch)
+        dbt(root, "run")
+    # the later runs were incremental: they merged into the tables the first run wrote
+    assert DeltaTable(str(root / "lake" / "silver" / "int_orders_current")).history(1)[0]["operation"] == "MERGE"
     return root
 
 
@@ -252,8 +284,12 @@ def test_events_are_deduplicated_by_event_id(clean):
 @pytest.mark.parametrize("layer, table", [("silver", f"int_{t}_{kind}") for t in TABLES for kind in ("current", "history")]
                          + [("gold", t) for t in ("fct_orders", "fct_order_items", "dim_customers", "dim_products",
                                                   "agg_daily_sales", "agg_hourly_revenue", "customer_features")])
-def test_out_of_order_and_redelivered_changes_give_the_same_tables_as_the_clean_stream(clean, perturbed, layer, table):
-    assert content(perturbed, layer, table) == content(clean, layer, table)
+def test_out_of_order_and_redelivered_changes_give_the_same_tables_as_the_clean_stream(
+    clean, perturbed, perturbed_in_three_runs, layer, table
+):
+    expected = content(clean, layer, table)
+    assert content(perturbed, layer, table) == expected
+    assert content(perturbed_in_three_runs, layer, table) == expected
 
 
 def test_every_model_documents_exactly_the_columns_it_writes(clean):
