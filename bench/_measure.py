@@ -3,6 +3,7 @@ machine, write the result JSON."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -59,3 +60,11 @@ def write_result(output: str, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
+
+
+def stages_from(parser: argparse.ArgumentParser, text: str, allowed: set[str]) -> list[str]:
+    """The --stages option: a comma-separated run order of the allowed stage names."""
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    if not stages or not set(stages) <= allowed:
+        parser.error(f"--stages: a comma-separated list of {' and '.join(sorted(allowed))}")
+    return stages

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _measure import machine, peak_rss_bytes, utc_timestamp, write_result  # noqa: E402
+from _measure import machine, peak_rss_bytes, stages_from, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_cdc.json"
 FIXTURES = ROOT / "tests" / "fixtures" / "local"
@@ -409,9 +409,7 @@ def main() -> int:
         print(json.dumps(out))
         return 0
 
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    if not set(stages) <= {"baseline", "ours"} or not stages:
-        parser.error("--stages: a comma-separated list of baseline and ours")
+    stages = stages_from(parser, args.stages, {"baseline", "ours"})
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-cdc-"))
     stack = None
     try:

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _measure import machine, utc_timestamp, write_result  # noqa: E402
+from _measure import machine, stages_from, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_events.json"
 PREFIX = "raw/events"
@@ -83,10 +83,9 @@ def start_s3(data_dir: Path):
     from pipelines.settings import load_settings
     from pipelines.stack import Stack
 
-    settings = load_settings({"LAKEHOUSE_DATA_DIR": str(data_dir)})
-    stack = Stack(settings)
-    with stack.state.lock():
-        stack._start_s3(stack.state.read())
+    stack = Stack(load_settings({"LAKEHOUSE_DATA_DIR": str(data_dir)}))
+    stack.up(only=["s3"])
+    # reloaded: the settings now read the started S3's endpoint from the stack's state file
     return stack, load_settings({"LAKEHOUSE_DATA_DIR": str(data_dir)})
 
 
@@ -201,9 +200,7 @@ def main() -> int:
     parser.add_argument("--stages", default="baseline,ours,baseline")
     parser.add_argument("--output", default=str(RESULTS), help="result JSON ('-' = do not write)")
     args = parser.parse_args()
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    if not stages or not set(stages) <= {"baseline", "ours"}:
-        parser.error("--stages: a comma-separated list of baseline and ours")
+    stages = stages_from(parser, args.stages, {"baseline", "ours"})
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-events-"))
     stack = None

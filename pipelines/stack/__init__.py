@@ -63,8 +63,9 @@ class Stack:
             raise StackError(f"unknown stack component(s) {sorted(unknown)}; the components are {list(COMPONENTS)}")
         if "postgres" in only:
             self.postgres.check_prerequisites()
-        _install.require_java()
-        self.install()
+        if {"kafka", "connect"} & set(only):
+            _install.require_java()
+            self.install()
         with self.state.lock():
             state = self.state.read()
             restarted: set[str] = set()
