@@ -54,7 +54,7 @@ def bronze_cdc_asset(stream: str) -> dg.AssetsDefinition:
         target_path = settings.bronze_path(bronze_table)
         target = dataset_for_delta_path(target_path)
         with lineage.run(
-            f"bronze.{bronze_table}", inputs=[source], outputs=[target], parent=(context.job_name, context.run_id)
+            f"bronze.{bronze_table}", inputs=[source], outputs=[target], parent=(context.job_name, context.run.run_id)
         ) as run:
             result = ingest_topic(settings, topic)
             if _exists(settings, bronze_table):

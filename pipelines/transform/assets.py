@@ -81,7 +81,7 @@ def lakehouse_dbt_models(
         invocation.manifest,
         path_for=settings.layer_path,
         table_stats=lambda path: delta_table_stats(path, storage)[:2],
-        parent=(context.job_name, context.run_id),
+        parent=(context.job_name, context.run.run_id),
     )
     try:
         for raw in invocation.stream_raw_events():
