@@ -283,6 +283,9 @@ class TopicIngestion:
                 _json(record.transaction), None if value is None else envelope.payload_bytes(value), schema_id,
             ))
         self.batch.next_offsets[msg.partition()] = msg.offset() + 1
+        # checked per record: one consume chunk of large records could otherwise exceed the byte bound
+        if self.batch_full:
+            self.commit()
 
     @property
     def batch_full(self) -> bool:
@@ -346,7 +349,7 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
                 ingestion.add(msg)
                 if msg.offset() + 1 >= targets[p]:
                     pending.discard(p)
-            if ingestion.batch_full or not pending:
+            if not pending:
                 ingestion.commit()
         return ingestion.result
     finally:
@@ -372,7 +375,7 @@ def follow_topics(
                 if _check(msg):
                     ingestions[msg.topic()].add(msg)
             for ingestion in ingestions.values():
-                if ingestion.batch_full or (ingestion.batch.next_offsets and ingestion.batch_age >= max_latency):
+                if ingestion.batch.next_offsets and ingestion.batch_age >= max_latency:
                     ingestion.commit()
         for ingestion in ingestions.values():
             ingestion.commit()

@@ -134,3 +134,16 @@ def test_bronze_keeps_each_value_byte_for_byte_with_its_schema_stored_once(mock_
     assert rebuilt == sorted([*values, json.dumps(CREATE).encode()])
     assert {r["value_schema_id"] for r in rows} == {schemas[0]["schema_id"], None}
     assert sorted(json.loads(r["after"])["order_id"] for r in rows if r["value_schema_id"]) == sorted(f"é{i}" for i in range(20))
+
+
+def test_a_batch_ends_at_max_batch_bytes_whatever_the_record_count(mock_kafka, settings, monkeypatch):
+    from pipelines.cdc import ingest
+
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 40)
+    record_bytes = len(json.dumps(CREATE))
+    monkeypatch.setattr(ingest, "MAX_BATCH_BYTES", 10 * record_bytes)
+    result = ingest_topic(settings, "shop.public.orders", batch_size=1_000)
+    assert result.bronze_rows == 40
+    assert result.commits == 4  # ~10 records per commit, although one consume call returned all 40
+    assert len(set(_offsets(settings, "cdc_orders"))) == 40
