@@ -62,9 +62,22 @@ def write_result(output: str, result: dict) -> None:
     print(f"wrote {path}")
 
 
-def stages_from(parser: argparse.ArgumentParser, text: str, allowed: set[str]) -> list[str]:
-    """The --stages option: a comma-separated run order of the allowed stage names."""
+def stages_from(parser: argparse.ArgumentParser, text: str, allowed: set[str], require_all: bool = False) -> list[str]:
+    """The --stages option: a comma-separated run order of the allowed stage names (each of them at
+    least once with require_all)."""
     stages = [s.strip() for s in text.split(",") if s.strip()]
-    if not stages or not set(stages) <= allowed:
-        parser.error(f"--stages: a comma-separated list of {' and '.join(sorted(allowed))}")
+    if not stages or not set(stages) <= allowed or (require_all and set(stages) != allowed):
+        each = " (each at least once)" if require_all else ""
+        parser.error(f"--stages: a comma-separated list of {' and '.join(sorted(allowed))}{each}")
     return stages
+
+
+def rate_summary(runs: dict[str, list[dict]]) -> dict:
+    """Best events/s of the baseline and of ours, and their ratio (ours / baseline), of the runs made."""
+    summary = {}
+    for stage in ("baseline", "ours"):
+        if runs[stage]:
+            summary[f"{stage}_events_per_s"] = round(max(r["events_per_s"] for r in runs[stage]))
+    if runs["baseline"] and runs["ours"]:
+        summary["ratio"] = round(summary["ours_events_per_s"] / summary["baseline_events_per_s"], 4)
+    return summary

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _measure import machine, peak_rss_bytes, stages_from, utc_timestamp, write_result  # noqa: E402
+from _measure import machine, peak_rss_bytes, rate_summary, stages_from, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_cdc.json"
 FIXTURES = ROOT / "tests" / "fixtures" / "local"
@@ -439,15 +439,9 @@ def main() -> int:
             print(f"  {stage:8s} {out['events_per_s']:>10,.0f} events/s  {out['seconds']:7.1f} s  "
                   f"peak RSS {out['peak_rss_bytes'] / 2**20:,.0f} MiB", flush=True)
 
-        result = {"events": args.events, "machine": machine(), "timestamp": utc_timestamp()}
-        if runs["baseline"]:
-            result["baseline_events_per_s"] = round(max(r["events_per_s"] for r in runs["baseline"]))
+        result = {"events": args.events, "machine": machine(), "timestamp": utc_timestamp(), **rate_summary(runs)}
         if runs["ours"]:
-            best = max(runs["ours"], key=lambda r: r["events_per_s"])
-            result["ours_events_per_s"] = round(best["events_per_s"])
             result["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs["ours"])
-        if runs["baseline"] and runs["ours"]:
-            result["ratio"] = round(result["ours_events_per_s"] / result["baseline_events_per_s"], 4)
         result["details"] = {
             "stages": stages,
             "baseline_runs_events_per_s": [round(r["events_per_s"]) for r in runs["baseline"]],

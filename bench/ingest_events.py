@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from _measure import machine, stages_from, utc_timestamp, write_result  # noqa: E402
+from _measure import machine, rate_summary, stages_from, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ingest_events.json"
 PREFIX = "raw/events"
@@ -240,13 +240,8 @@ def main() -> int:
             "days": args.days,
             "machine": machine(),
             "timestamp": utc_timestamp(),
+            **rate_summary(runs),
         }
-        if runs["baseline"]:
-            result["baseline_events_per_s"] = round(max(r["events_per_s"] for r in runs["baseline"]))
-        if runs["ours"]:
-            result["ours_events_per_s"] = round(max(r["events_per_s"] for r in runs["ours"]))
-        if runs["baseline"] and runs["ours"]:
-            result["ratio"] = round(result["ours_events_per_s"] / result["baseline_events_per_s"], 4)
         result["listing_cost"] = listing
         result["details"] = {
             "stages": stages,

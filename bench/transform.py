@@ -38,7 +38,7 @@ for path in (ROOT, ROOT / "bench"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from _measure import ChildRun, machine, run_child, utc_timestamp, write_result  # noqa: E402
+from _measure import ChildRun, machine, run_child, stages_from, utc_timestamp, write_result  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "transform.json"
 DBT_PROJECT = ROOT / "dbt_project"
@@ -212,9 +212,7 @@ def main() -> int:
         children = {"baseline": child_baseline, "generate": child_generate, "compare": compare_gold}
         print(json.dumps(children[kind](*child_args)))
         return 0
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    if not set(stages) <= {"baseline", "full"} or "baseline" not in stages or "full" not in stages:
-        parser.error("--stages: a comma-separated list with at least one baseline and one full")
+    stages = stages_from(parser, args.stages, {"baseline", "full"}, require_all=True)
     missing = unmatched_marts()
     if missing:
         print(f"warning: marts not compared (add them to GOLD_TABLES and the baseline): {missing}", flush=True)
