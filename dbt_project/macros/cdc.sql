@@ -4,11 +4,12 @@
   stg_cdc(table)         staging: one typed row per Debezium change event (c, u, d, r) or truncate (t)
   cdc_versions(table)    CTEs: the de-duplicated, ordered, TOAST-filled change stream of one entity
   cdc_history(table)     intermediate: SCD2 versions (valid_from, valid_to, is_current)
-  cdc_current(table)     intermediate: current state (latest version per key, deletes and truncates applied)
+  cdc_current(table)     intermediate: current state, the open version of each key in history (deletes
+                         and truncates close versions, so removed keys have none)
 
   All are incremental (macros/incremental.sql): staging appends the bronze rows ingested since its last
-  run; history and current recompute only the keys those rows touch (every key after a truncate) from
-  the key's whole change stream, and MERGE them.
+  run; history recomputes only the keys those rows touch (every key after a truncate) from the key's
+  whole change stream and MERGEs them; current MERGEs the keys history rewrote since its own last run.
 -#}
 
 {% macro stg_cdc(table) %}
@@ -107,7 +108,7 @@ truncates as (
 
 ),
 
-deduplicated as (
+deduplicated as materialized (
 
     -- a record redelivered (connector restart, producer retry) repeats key, LSN and op at a new offset
     select * from changes
@@ -115,7 +116,19 @@ deduplicated as (
 
 ),
 
+toasted_keys as (
+
+    select distinct {{ key }} from deduplicated where len(unavailable_columns) > 0
+
+),
+
 toast_filled as (
+
+    -- most keys never had a value withheld: only the others pay for the window below
+    select deduplicated.* from deduplicated
+    anti join toasted_keys using ({{ key }})
+
+    union all by name
 
     -- an unchanged TOASTed value is not sent (unavailable_columns): it is the key's latest value that was
     select
@@ -132,6 +145,7 @@ toast_filled as (
             {%- endfor %}
         )
     from deduplicated
+    semi join toasted_keys using ({{ key }})
     window earlier as (
         partition by {{ key }} order by lsn, kafka_offset rows between unbounded preceding and 1 preceding
     )
@@ -187,22 +201,44 @@ versions as (
 
 {% macro cdc_current(table) %}
 {%- set spec = shop_table(table) -%}
-{{ config(incremental_strategy='merge', unique_key=spec.key, delete_flag='is_removed') }}
+{%- set key = spec.key -%}
+{{ config(incremental_strategy='merge', unique_key=key, delete_flag='is_removed') }}
 with
 
-{{ cdc_versions(table) }},
+history as (
+
+    -- the change stream is ordered once, in history; a key's current state is its open version
+    select * from {{ ref('int_' ~ table ~ '_history') }}
+
+),
+
+{%- if is_incremental() %}
+
+touched as (
+
+    -- history rewrites every version of a key that changed: those keys, since this model's last run
+    select distinct {{ key }} from history
+    where processed_at > {{ watermark('processed_at') }}
+
+),
 
 latest as (
 
-    -- the key's last change; a delete, or a truncate after it, removes the key (delete_flag)
-    select
-        *,
-        is_delete or truncate_lsn is not null as is_removed,
-        {{ quality_issues(table) }} as quality_issues
-    from versions
-    where next_change_lsn is null
+    -- a touched key without an open version was deleted or truncated: the MERGE deletes it (delete_flag)
+    select touched.{{ key }}, open_versions.* exclude ({{ key }}), open_versions.{{ key }} is null as is_removed
+    from touched
+    left join (select * from history where is_current) as open_versions
+        on open_versions.{{ key }} = touched.{{ key }}
 
 ),
+{%- else %}
+
+latest as (
+
+    select *, false as is_removed from history where is_current
+
+),
+{%- endif %}
 
 final as (
 
@@ -210,17 +246,17 @@ final as (
         {%- for name, type, field in spec.columns %}
         {{ name }},
         {%- endfor %}
-        source_ts as last_changed_at,
-        lsn as source_lsn,
-        {{ quality_columns(table) }},
-        {{ lineage_columns() }},
-        ingested_at as source_ingested_at,
+        valid_from as last_changed_at,
+        source_lsn,
+        data_quality_score,
+        quality_checks_passed,
+        quality_issues,
+        source_bronze_id,
+        current_timestamp as processed_at,
+        processing_version,
+        source_ingested_at,
         is_removed
     from latest
-    {%- if not is_incremental() %}
-    -- a full build has nothing to delete; an incremental MERGE deletes the removed keys it saw
-    where not is_removed
-    {%- endif %}
 
 )
 
@@ -261,7 +297,7 @@ final as (
         {%- endfor %}
         source_ts as valid_from,
         valid_to,
-        valid_to is null as is_current,
+        next_change_lsn is null and truncate_lsn is null as is_current,
         lsn as source_lsn,
         {{ quality_columns(table) }},
         {{ lineage_columns() }},

@@ -3,7 +3,7 @@
 - On connect: load the Delta extension from its wheel (no downloads) and expose every Delta table of
   the lake as a view `<layer>.<table>` in the scratch catalog, so `source()` and `ref()` read Delta.
 - `store()`: called by the `delta` materialization (dbt_project/macros/materializations/delta.sql) with
-  the model's rows in a staging table; streams them as Arrow batches into the Delta table at
+  the model's SQL as a staging view; streams its rows as Arrow batches into the Delta table at
   `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite; for incremental runs a MERGE on
   the model's unique_key or an append), then points the model's view at it.
 """

@@ -1,8 +1,9 @@
 {#-
   Materialize a model as a Delta table under the lake root (<lake_root>/<schema>/<model>).
-  DuckDB computes the rows into a staging table; the `lakehouse_delta` plugin streams them into Delta
-  with delta-rs and replaces the model's relation with a view over the Delta table, so downstream
-  models and analysts read Delta, never the scratch DuckDB file.
+  The model's SQL becomes a staging view; the `lakehouse_delta` plugin runs it and streams the rows as
+  Arrow batches into Delta with delta-rs (never copied into a DuckDB table first: that would cost a
+  full copy in memory), then replaces the model's relation with a view over the Delta table, so
+  downstream models and analysts read Delta, never the scratch DuckDB catalog.
 
   Incremental models, once their table exists (see is_incremental.sql), add their rows in one Delta
   commit instead of replacing the table:
@@ -14,7 +15,7 @@
 -#}
 {% materialization delta, adapter="duckdb" %}
   {%- set target_relation = this.incorporate(type='view') -%}
-  {%- set staging_relation = make_intermediate_relation(this.incorporate(type='table'), suffix='__dbt_stage') -%}
+  {%- set staging_relation = make_intermediate_relation(this.incorporate(type='view'), suffix='__dbt_stage') -%}
   {%- set incremental = is_incremental() -%}
   {{ drop_relation_if_exists(load_cached_relation(staging_relation)) }}
 
@@ -22,11 +23,11 @@
   {{ run_hooks(pre_hooks, inside_transaction=True) }}
 
   {% call statement('main') -%}
-    {{ create_table_as(False, staging_relation, sql) }}
+    {{ create_view_as(staging_relation, sql) }}
   {%- endcall %}
   {{ adapter.commit() }}
 
-  {#- the plugin reads the staging table on its own cursor: it must be committed first -#}
+  {#- the plugin runs the staging view on its own cursor: it must be committed first -#}
   {% do store_relation('lakehouse_delta', staging_relation, this.identifier, 'delta', {
       'schema': this.schema,
       'alias': this.identifier,

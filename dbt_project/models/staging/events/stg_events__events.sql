@@ -17,11 +17,20 @@ source as (
 
 ),
 
+first_copies as (
+
+    -- the first ingested copy wins; bronze_id (unique) breaks ties between copies of one batch.
+    -- Aggregated over the three narrow columns only: a window over whole rows sorts every payload.
+    select arg_min(bronze_id, (ingested_at, bronze_id)) as bronze_id
+    from source
+    group by lower(event_id)
+
+),
+
 deduplicated as (
 
-    -- the first ingested copy wins; bronze_id breaks ties between copies of one batch
     select * from source
-    qualify row_number() over (partition by lower(event_id) order by ingested_at, bronze_id) = 1
+    where bronze_id in (select bronze_id from first_copies)
 
 ),
 
