@@ -266,7 +266,8 @@ select * from final
 
 {% macro cdc_history(table) %}
 {%- set spec = shop_table(table) -%}
-{{ config(incremental_strategy='merge', unique_key='history_key') }}
+{#- closed versions are (nearly) only ever inserted: in their own partition, MERGEs rarely rewrite them -#}
+{{ config(incremental_strategy='merge', unique_key='history_key', partition_by=['is_current']) }}
 with
 
 {{ cdc_versions(table) }},
@@ -305,6 +306,25 @@ final as (
     from closed
 
 )
+{%- if is_incremental() %},
+
+changed as (
+
+    -- a touched key's versions are recomputed whole, but most come out as stored: leave those out, since
+    -- a MERGE rewrites every file that holds a matched row, and fct_/dim_ models pick up rewritten rows
+    {%- set compared = ['valid_from', 'valid_to', 'is_current', 'source_lsn', 'data_quality_score', 'quality_issues',
+                        'source_bronze_id', 'processing_version'] + spec.columns | map(attribute=0) | list %}
+    select final.* from final
+    left join {{ this }} as stored on stored.history_key = final.history_key
+    where stored.history_key is null
+       or ({% for c in compared %}final.{{ c }}{{ ", " if not loop.last }}{% endfor %})
+          is distinct from ({% for c in compared %}stored.{{ c }}{{ ", " if not loop.last }}{% endfor %})
+
+)
+
+select * from changed
+{%- else %}
 
 select * from final
+{%- endif %}
 {% endmacro %}

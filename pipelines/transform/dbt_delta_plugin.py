@@ -54,6 +54,7 @@ class Plugin(BasePlugin):
                     rows.fetch_record_batch(rows_per_batch=100_000),
                     mode="append" if mode == "append" else "overwrite",
                     schema_mode="merge" if mode == "append" else "overwrite",
+                    partition_by=None if mode == "append" else config.get("partition_by"),
                     storage_options=self.settings.delta_storage_options() or None,
                 )
             point_view_at_delta(cursor, self.settings, layer, table)

@@ -12,6 +12,10 @@
     itself is never stored.
   - incremental_strategy='append': for immutable rows (one per change event) selected past a watermark.
   `dbt build --full-refresh` rebuilds from scratch.
+
+  config partition_by=['<column>', ...] lays the table out in Delta partitions when it is (re)built; a
+  MERGE rewrites only the files holding a matched row, so a partition that only ever receives inserts
+  (closed SCD2 versions: partition_by=['is_current']) is never rewritten.
 -#}
 {% materialization delta, adapter="duckdb" %}
   {%- set target_relation = this.incorporate(type='view') -%}
@@ -34,6 +38,7 @@
       'mode': config.get('incremental_strategy') if incremental else 'overwrite',
       'unique_key': config.get('unique_key'),
       'delete_flag': config.get('delete_flag'),
+      'partition_by': config.get('partition_by'),
   }) %}
   {% do adapter.cache_added(target_relation) %}
   {{ drop_relation_if_exists(staging_relation) }}

@@ -1,6 +1,6 @@
 -- Customers as SCD2: one row per version of their details, valid_from/valid_to when it was in force in
 -- the source. Soft-deleted customers keep their rows with deleted_at set.
-{{ config(incremental_strategy='merge', unique_key='customer_version_key') }}
+{{ config(incremental_strategy='merge', unique_key='customer_version_key', partition_by=['is_current']) }}
 with
 
 versions as (

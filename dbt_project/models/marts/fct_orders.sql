@@ -1,7 +1,7 @@
 -- One row per version of every order (SCD2): amounts, status and whether the version counts as revenue.
 -- Revenue counts CONFIRMED, SHIPPED and DELIVERED orders that are not soft-deleted; PENDING (unpaid) and
 -- CANCELLED orders never do. Hard-deleted orders keep their closed versions; none is current.
-{{ config(incremental_strategy='merge', unique_key='order_version_key') }}
+{{ config(incremental_strategy='merge', unique_key='order_version_key', partition_by=['is_current']) }}
 with
 
 versions as (
