@@ -19,7 +19,7 @@ def open_lake(settings: Settings) -> duckdb.DuckDBPyConnection:
 
 
 def interactive_shell(settings: Settings) -> None:
-    conn = open_lake(settings)
+    conn = lake.connect()
     names = lake.register_lake_views(conn, settings)
     print(f"lakehouse shell: {len(names)} tables ({', '.join(names) or 'none yet'}). End statements with ';', quit with \\q or Ctrl-D.")
     buffer: list[str] = []

@@ -11,6 +11,7 @@ already holds, so it too never duplicates.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import datetime, timezone
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
@@ -217,10 +218,17 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
     failpoint("cdc.after_commit")
 
 
+# librdkafka's own log (every failed connection attempt, several per second) goes through Python logging
+# rather than straight to stderr: a broken bootstrap address is reported once, as a KafkaTopicError
+_KAFKA_LOG = logging.getLogger("pipelines.cdc.kafka")
+_KAFKA_LOG.addHandler(logging.NullHandler())
+
+
 def _consumer(settings: Settings) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
+            "logger": _KAFKA_LOG,
             # offsets live in Delta; the group only names us in broker tools
             "group.id": "lakehouse-bronze-cdc",
             "enable.auto.commit": False,
@@ -249,7 +257,11 @@ class TopicIngestion:
         self.batch_started = time.monotonic()
         self.decoder = Decoder(allow_flattened=settings.cdc_flattened_records)
         self.known_schemas = stored_schema_ids(settings, topic)
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        try:
+            metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        except KafkaException as exc:
+            raise KafkaTopicError(f"cannot read topic {topic!r} from Kafka at {settings.kafka_bootstrap}: "
+                                  f"{exc.args[0].str()}") from exc
         if metadata is None or metadata.error is not None:
             raise KafkaTopicError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
         self.partitions = sorted(metadata.partitions)

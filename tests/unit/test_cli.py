@@ -1,11 +1,13 @@
 """The `lakehouse` command: user mistakes give one line on stderr and a non-zero exit, never a traceback."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import write_deltalake
+from confluent_kafka import Producer
+from deltalake import DeltaTable, write_deltalake
 
 LAKEHOUSE = str(Path(sys.executable).parent / "lakehouse")
 
@@ -53,3 +55,36 @@ def test_workload_against_unreachable_postgres_is_one_line_error(tmp_path):
     )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and done.stderr.strip()
+
+
+def test_shell_runs_statements_from_its_input_and_reports_sql_errors_without_stopping(tmp_path):
+    write_deltalake(str(tmp_path / "lake" / "gold" / "agg_x"), pa.table({"n": [1, 2, 3]}))
+    statements = "select sum(n) * 5 as total\nfrom gold.agg_x;\nselect * from gold.nope;\nselect 40 + 2 as answer;\n\\q\n"
+    done = subprocess.run([LAKEHOUSE, "shell"], input=statements, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "LAKEHOUSE_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "gold.agg_x" in done.stdout.splitlines()[0]  # the banner lists the tables
+    assert "30" in done.stdout and "error:" in done.stdout and "nope" in done.stdout
+    assert done.stdout.index("30") < done.stdout.index("error:") < done.stdout.index("42")  # an error does not end it
+
+
+def test_ingest_cdc_reads_a_topic_into_bronze(tmp_path):
+    producer = Producer({"test.mock.num.brokers": 1})  # librdkafka's mock cluster, alive while this test runs
+    bootstrap = ",".join(f"{b.host}:{b.port}" for b in producer.list_topics(timeout=10).brokers.values())
+    for i in range(5):
+        payload = {"before": None, "after": {"order_id": str(i)}, "op": "c", "ts_ms": 1700000000000,
+                   "source": {"connector": "postgresql", "table": "orders", "lsn": 100 + i, "txId": 7}}
+        producer.produce("shop.public.orders", key=json.dumps({"order_id": str(i)}), value=json.dumps(payload))
+    producer.produce("shop.public.orders", value=b"\x00not json")
+    producer.flush(10)
+    done = _run(["ingest", "cdc", "--table", "orders"], tmp_path, LAKEHOUSE_KAFKA_BOOTSTRAP=bootstrap)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "shop.public.orders: read 6, bronze 5, quarantined 1"
+    assert DeltaTable(str(tmp_path / "lake" / "bronze" / "cdc_orders")).to_pyarrow_table().num_rows == 5
+
+
+def test_ingest_cdc_from_an_unreachable_broker_is_one_line_error(tmp_path):
+    done = _run(["ingest", "cdc", "--table", "orders"], tmp_path, LAKEHOUSE_KAFKA_BOOTSTRAP="127.0.0.1:1")
+    assert done.returncode == 1
+    assert done.stderr.startswith("lakehouse ingest:") and "127.0.0.1:1" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # neither a traceback nor librdkafka's connection log
