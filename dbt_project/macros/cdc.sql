@@ -108,11 +108,26 @@ truncates as (
 
 ),
 
+repeated_changes as (
+
+    select {{ key }}, lsn, change_op from changes group by all having count(*) > 1
+
+),
+
+redeliveries as (
+
+    -- a record redelivered (connector restart, producer retry) repeats key, LSN and op at a new offset;
+    -- the first offset counts. Only repeated changes are ranked: ranking all would sort every whole row.
+    select source_bronze_id from changes
+    semi join repeated_changes using ({{ key }}, lsn, change_op)
+    qualify row_number() over (partition by {{ key }}, lsn, change_op order by kafka_offset) > 1
+
+),
+
 deduplicated as materialized (
 
-    -- a record redelivered (connector restart, producer retry) repeats key, LSN and op at a new offset
-    select * from changes
-    qualify row_number() over (partition by {{ key }}, lsn, change_op order by kafka_offset) = 1
+    select changes.* from changes
+    anti join redeliveries using (source_bronze_id)
 
 ),
 

@@ -17,20 +17,26 @@ source as (
 
 ),
 
-first_copies as (
+repeated_ids as (
+
+    select lower(event_id) as id from source group by 1 having count(*) > 1
+
+),
+
+later_copies as (
 
     -- the first ingested copy wins; bronze_id (unique) breaks ties between copies of one batch.
-    -- Aggregated over the three narrow columns only: a window over whole rows sorts every payload.
-    select arg_min(bronze_id, (ingested_at, bronze_id)) as bronze_id
-    from source
-    group by lower(event_id)
+    -- Only repeated ids are ranked: ranking (or joining) every event costs as much as all the rest.
+    select bronze_id from source
+    semi join repeated_ids on lower(source.event_id) = repeated_ids.id
+    qualify row_number() over (partition by lower(event_id) order by ingested_at, bronze_id) > 1
 
 ),
 
 deduplicated as (
 
-    select * from source
-    where bronze_id in (select bronze_id from first_copies)
+    select source.* from source
+    anti join later_copies using (bronze_id)
 
 ),
 
