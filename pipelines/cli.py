@@ -59,6 +59,20 @@ def _shell(args: argparse.Namespace) -> int:
     return 0
 
 
+def _maintain(args: argparse.Namespace) -> int:
+    from pipelines.maintenance import maintain_lake
+
+    settings = load_settings()
+    results = maintain_lake(settings)
+    for r in results:
+        if r.error is None:
+            print(f"{r.table}: {r.files_compacted} files compacted into {r.files_written}, {r.files_deleted} deleted")
+        else:
+            print(f"{r.table}: {r.error}", file=sys.stderr)
+    print(f"{len(results)} tables, vacuum retention {settings.vacuum_retention_hours} h")
+    return 1 if any(r.error for r in results) else 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -95,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--max-rows", type=int, default=40)
     query.set_defaults(func=_query)
     commands.add_parser("shell", help="interactive DuckDB SQL over the lake's tables").set_defaults(func=_shell)
+    commands.add_parser(
+        "maintain", help="compact every Delta table and vacuum files older than vacuum_retention_hours"
+    ).set_defaults(func=_maintain)
 
     demo = commands.add_parser("demo", help="stack up, workload, all assets, summary")
     demo.add_argument("--seed", type=int, default=42)

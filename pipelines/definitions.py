@@ -6,7 +6,7 @@ from lineage.emitter import LineageResource
 from pipelines.cdc.assets import cdc_assets
 from pipelines.events.assets import events_assets, events_sensors
 from pipelines.resources import LakehouseSettings
-from pipelines.schedules import lakehouse_job, schedules
+from pipelines.schedules import lake_maintenance, lakehouse_job, schedules
 from pipelines.transform.assets import dbt_model_assets, dbt_resource
 from quality.checks import build_quality_checks
 
@@ -16,7 +16,7 @@ defs = dg.Definitions(
     assets=assets,
     # a Great Expectations suite (quality/rules.yml) on every asset; ERROR failures block downstream
     asset_checks=build_quality_checks([key for asset in assets for key in asset.keys]),
-    jobs=[lakehouse_job],
+    jobs=[lakehouse_job, lake_maintenance],
     schedules=schedules,
     sensors=[*events_sensors],
     resources={

@@ -1,15 +1,18 @@
-"""When the lakehouse runs by itself: every hour it refreshes today, every night it settles yesterday.
+"""When the lakehouse runs by itself: every hour it refreshes today, every night it settles yesterday
+and then tidies the lake's files.
 
-Both run every asset (bronze ingestion, then dbt, with all quality checks) for one day partition; the
-dbt models also take in whatever bronze data is new, whatever its day. They ship stopped: turn them on in
-the Dagster UI (Automation) once the sources are real.
+The refresh and the settle run every asset (bronze ingestion, then dbt, with all quality checks) for one
+day partition; the dbt models also take in whatever bronze data is new, whatever its day. The schedules
+ship stopped: turn them on in the Dagster UI (Automation) once the sources are real.
 """
 
 from datetime import UTC
 
 import dagster as dg
 
+from pipelines.maintenance import maintain_lake
 from pipelines.partitions import yesterday
+from pipelines.resources import LakehouseSettings
 
 lakehouse_job = dg.define_asset_job(
     "lakehouse_all_assets",
@@ -35,4 +38,36 @@ def daily_settle(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(run_key=f"daily-{day}", partition_key=day)
 
 
-schedules = [hourly_refresh, daily_settle]
+@dg.op
+def compact_and_vacuum(context: dg.OpExecutionContext, lakehouse: LakehouseSettings) -> dg.Output[None]:
+    """Compact every Delta table's small files and vacuum the files no version within the retention
+    needs (pipelines/maintenance.py); fails, after trying every table, if any table could not be done."""
+    results = maintain_lake(lakehouse.load())
+    for r in results:
+        context.log.info(f"{r.table}: {r.files_compacted} files compacted into {r.files_written}, "
+                         f"{r.files_deleted} deleted" if r.error is None else f"{r.table}: {r.error}")
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        raise dg.Failure(f"{len(failed)} of {len(results)} tables not maintained (retried next run)",
+                         metadata={r.table: r.error for r in failed})
+    return dg.Output(None, metadata={
+        "tables": len(results),
+        "files compacted": sum(r.files_compacted for r in results),
+        "files deleted": sum(r.files_deleted for r in results),
+    })
+
+
+@dg.job(description="Compact and vacuum every Delta table of the lake.")
+def lake_maintenance():
+    compact_and_vacuum()
+
+
+@dg.schedule(job=lake_maintenance, cron_schedule="0 3 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.STOPPED)
+def nightly_maintenance(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    """At 03:00 UTC, clear of the daily settle: MERGEs rewrite files every hour, and without a vacuum the
+    lake keeps every rewritten copy."""
+    return dg.RunRequest(run_key=f"maintenance-{context.scheduled_execution_time.date().isoformat()}")
+
+
+schedules = [hourly_refresh, daily_settle, nightly_maintenance]

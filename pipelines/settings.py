@@ -38,6 +38,9 @@ class Settings:
     dbt_project_dir: Path
     # true when the connector applies ExtractNewRecordState (values are bare rows, not change events)
     cdc_flattened_records: bool
+    # files a table no longer references are deleted this long after their removal (pipelines/maintenance.py);
+    # keep it longer than any run or query: a vacuum also deletes files a writer has not committed yet
+    vacuum_retention_hours: int
 
     @property
     def stack_dir(self) -> Path:
@@ -86,6 +89,8 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "lineage_file": data_dir / "lineage" / "events.jsonl",
         "dbt_project_dir": PROJECT_DIR / "dbt_project",
         "cdc_flattened_records": False,
+        # Delta's own default (delta.deletedFileRetentionDuration): time travel and long reads keep working
+        "vacuum_retention_hours": 168,
     }
 
 
@@ -113,6 +118,7 @@ _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 
 
 _BOOL_FIELDS = {"cdc_flattened_records"}
+_HOURS_FIELDS = {"vacuum_retention_hours"}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -124,6 +130,10 @@ def _coerce(name: str, value: object) -> object:
         if str(value).lower() in ("true", "1", "yes", "false", "0", "no"):
             return str(value).lower() in ("true", "1", "yes")
         raise SettingsError(f"setting {name} must be true or false, got {value!r}")
+    if name in _HOURS_FIELDS:
+        if str(value).isdigit():
+            return int(value)
+        raise SettingsError(f"setting {name} must be a whole number of hours (0 or more), got {value!r}")
     return str(value)
 
 
