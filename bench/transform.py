@@ -96,7 +96,7 @@ def child_baseline(lake: str, gold: str) -> dict:
     rows = {}
     for name in GOLD_TABLES:
         at = time.perf_counter()
-        counter = RowCounter(conn.sql(f"select * from gold_{name}").fetch_record_batch(100_000))
+        counter = RowCounter(conn.sql(f"select * from gold_{name}").to_arrow_reader(batch_size=100_000))
         write_deltalake(f"{gold}/{name}", counter.reader(), mode="overwrite")
         rows[name] = counter.rows
         seconds[name] = round(time.perf_counter() - at, 3)

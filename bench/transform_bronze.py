@@ -646,7 +646,7 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
 # writing
 # ------------------------------------------------------------------------------------------------------
 def _batches(conn, sql: str, schema: pa.Schema) -> pa.RecordBatchReader:
-    reader = conn.sql(sql).fetch_record_batch(BATCH_ROWS)
+    reader = conn.sql(sql).to_arrow_reader(batch_size=BATCH_ROWS)
     return pa.RecordBatchReader.from_batches(schema, (batch.cast(schema) for batch in reader))
 
 

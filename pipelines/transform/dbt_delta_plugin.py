@@ -51,7 +51,7 @@ class Plugin(BasePlugin):
                     rows = rows.filter(f"not {flag_column}").select(f"* exclude ({flag_column})")
                 write_deltalake(
                     path,
-                    rows.fetch_record_batch(rows_per_batch=100_000),
+                    rows.to_arrow_reader(batch_size=100_000),
                     mode="append" if mode == "append" else "overwrite",
                     schema_mode="merge" if mode == "append" else "overwrite",
                     partition_by=None if mode == "append" else config.get("partition_by"),
@@ -65,7 +65,7 @@ class Plugin(BasePlugin):
         """One Delta commit: matched keys are updated (or deleted when flagged), new keys inserted."""
         table = DeltaTable(path, storage_options=self.settings.delta_storage_options() or None)
         merge = table.merge(
-            source=rows.fetch_record_batch(rows_per_batch=100_000),
+            source=rows.to_arrow_reader(batch_size=100_000),
             predicate=" and ".join(f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys),
             source_alias="s",
             target_alias="t",
