@@ -65,10 +65,7 @@ def _maintain(args: argparse.Namespace) -> int:
     settings = load_settings()
     results = maintain_lake(settings)
     for r in results:
-        if r.error is None:
-            print(f"{r.table}: {r.files_compacted} files compacted into {r.files_written}, {r.files_deleted} deleted")
-        else:
-            print(f"{r.table}: {r.error}", file=sys.stderr)
+        print(r.summary(), file=sys.stdout if r.error is None else sys.stderr)
     print(f"{len(results)} tables, vacuum retention {settings.vacuum_retention_hours} h")
     return 1 if any(r.error for r in results) else 0
 

@@ -28,6 +28,11 @@ class TableMaintenance:
     files_deleted: int  # vacuumed: removed from the table more than the retention ago
     error: str | None = None
 
+    def summary(self) -> str:
+        if self.error is not None:
+            return f"{self.table}: {self.error}"
+        return f"{self.table}: {self.files_compacted} files compacted into {self.files_written}, {self.files_deleted} deleted"
+
 
 def maintain_table(path: str, storage_options: dict[str, str] | None, retention_hours: int) -> tuple[int, int, int]:
     table = DeltaTable(path, storage_options=storage_options)

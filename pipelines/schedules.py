@@ -44,8 +44,7 @@ def compact_and_vacuum(context: dg.OpExecutionContext, lakehouse: LakehouseSetti
     needs (pipelines/maintenance.py); fails, after trying every table, if any table could not be done."""
     results = maintain_lake(lakehouse.load())
     for r in results:
-        context.log.info(f"{r.table}: {r.files_compacted} files compacted into {r.files_written}, "
-                         f"{r.files_deleted} deleted" if r.error is None else f"{r.table}: {r.error}")
+        context.log.info(r.summary())
     failed = [r for r in results if r.error is not None]
     if failed:
         raise dg.Failure(f"{len(failed)} of {len(results)} tables not maintained (retried next run)",
