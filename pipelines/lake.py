@@ -7,6 +7,7 @@ forbid; the `duckdb-extension-*` wheels carry the same binaries, so we load them
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
 import duckdb_extension_delta
@@ -46,12 +47,46 @@ def quote_identifier(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def delta_tables(settings, layer: str) -> list[str]:
-    """Names of the Delta tables of one layer of a local lake."""
+    """Names of the Delta tables of one layer of the lake (a local directory or an S3 prefix)."""
+    if settings.lake_root.startswith("s3://"):
+        return _s3_delta_tables(settings, layer)
     root = Path(settings.lake_root) / layer
-    if settings.lake_root.startswith("s3://") or not root.is_dir():
+    if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "_delta_log").is_dir())
+
+
+def _s3_delta_tables(settings, layer: str) -> list[str]:
+    from pipelines.s3 import s3_client
+
+    location = urlparse(f"{settings.lake_root}/{layer}/")
+    bucket, prefix = location.netloc, location.path.lstrip("/")
+    client = s3_client(settings)
+    names = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+        for folder in page.get("CommonPrefixes", []):
+            log = client.list_objects_v2(Bucket=bucket, Prefix=f"{folder['Prefix']}_delta_log/", MaxKeys=1)
+            if log.get("KeyCount"):
+                names.append(folder["Prefix"][len(prefix) :].rstrip("/"))
+    return sorted(names)
+
+
+def storage_secret_sql(settings) -> list[str]:
+    """DuckDB statements that give `delta_scan` access to the lake's object store (none for a local lake)."""
+    if not settings.lake_root.startswith("s3://"):
+        return []
+    endpoint = urlparse(settings.s3_endpoint_url)
+    return [
+        "CREATE OR REPLACE SECRET lake_s3 (TYPE s3, "
+        f"KEY_ID {quote_literal(settings.s3_access_key_id)}, SECRET {quote_literal(settings.s3_secret_access_key)}, "
+        f"REGION {quote_literal(settings.s3_region)}, ENDPOINT {quote_literal(endpoint.netloc)}, "
+        f"URL_STYLE 'path', USE_SSL {'true' if endpoint.scheme == 'https' else 'false'})"
+    ]
 
 
 def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, table: str) -> None:
@@ -69,6 +104,8 @@ def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, t
 
 def register_lake_views(conn: duckdb.DuckDBPyConnection, settings) -> list[str]:
     """A view `<layer>.<table>` for every Delta table of the lake; returns their names."""
+    for statement in storage_secret_sql(settings):
+        conn.execute(statement)
     names = []
     for layer in LAYERS:
         for table in delta_tables(settings, layer):

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -27,11 +26,10 @@ from dagster import (
     asset_check,
 )
 
-from pipelines.lake import delta_scan
+from pipelines.lake import delta_scan, storage_secret_sql
 from pipelines.settings import Settings, load_settings
 from quality.results import SuiteOutcome, append_results, result_rows, results_path
 from quality.rules import RULES_FILE, Rule, Severity, load_rules, rules_for_table
-from quality.suite import sql_string
 
 # No `from __future__ import annotations` here: Dagster inspects the check function's `context`
 # annotation at definition time and rejects it as a string.
@@ -53,19 +51,6 @@ def table_sql_for(settings: Settings) -> Callable[[str], str]:
     return table_sql
 
 
-def duckdb_storage_sql(settings: Settings) -> list[str]:
-    """DuckDB statements that give `delta_scan` access to the lake's object store (none for a local lake)."""
-    if not settings.lake_root.startswith("s3://"):
-        return []
-    endpoint = urlparse(settings.s3_endpoint_url)
-    return [
-        "CREATE SECRET lake_s3 (TYPE s3, "
-        f"KEY_ID {sql_string(settings.s3_access_key_id)}, SECRET {sql_string(settings.s3_secret_access_key)}, "
-        f"REGION {sql_string(settings.s3_region)}, ENDPOINT {sql_string(endpoint.netloc)}, "
-        f"URL_STYLE 'path', USE_SSL {'true' if endpoint.scheme == 'https' else 'false'})"
-    ]
-
-
 def run_suite(table: str, rules: Sequence[Rule], settings: Settings, *, now: datetime | None = None) -> SuiteOutcome:
     """Validate the Delta table of `table` ("<layer>.<table>") against `rules`, inside DuckDB."""
     from quality.gx_duckdb import lake_init_sql, validate_table
@@ -78,7 +63,7 @@ def run_suite(table: str, rules: Sequence[Rule], settings: Settings, *, now: dat
     suite, origins = compile_suite(table, rules, table_sql=table_sql, now=checked_at)
     try:
         validation = validate_table(
-            table_sql(table), suite, init_sql=lake_init_sql(duckdb_storage_sql(settings))
+            table_sql(table), suite, init_sql=lake_init_sql(storage_secret_sql(settings))
         )
     except Exception as exc:  # the table is missing or unreadable: that is the check's finding
         message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -18,6 +18,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
+from pipelines.lake import quote_identifier, quote_literal
 from quality.rules import Rule, RuleType, Severity
 
 # The rule every suite carries, so an asset without declared rules is still checked: its Delta table
@@ -37,14 +38,6 @@ class SuiteRule:
     column: str | None
     severity: Severity
     description: str
-
-
-def quote_identifier(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _escape_braces(sql: str) -> str:
@@ -101,7 +94,7 @@ def _expectation_for(rule: Rule, *, table_sql: Callable[[str], str], now: dateti
                 column=column, min_value=rule.config.get("min"), max_value=rule.config.get("max")
             )
         case RuleType.PATTERN:
-            regex = _escape_braces(sql_string(rule.config["regex"]))
+            regex = _escape_braces(quote_literal(rule.config["regex"]))
             query = (
                 f"SELECT * FROM {{batch}} WHERE {col} IS NOT NULL "
                 f"AND NOT regexp_matches(CAST({col} AS VARCHAR), {regex})"

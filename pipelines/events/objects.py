@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlparse
 
+from pipelines.s3 import s3_client
 from pipelines.settings import Settings
 
 _DAY_PART = re.compile(r"year=(\d{4})/month=(\d{2})/day=(\d{2})/")
@@ -72,23 +73,10 @@ class EventStore(Protocol):
 
 class S3EventStore:
     def __init__(self, settings: Settings, bucket: str, prefix: str, max_pool: int = 16):
-        import boto3
-        from botocore.config import Config
-
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.location = f"s3://{bucket}/{self.prefix}"
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url or None,
-            aws_access_key_id=settings.s3_access_key_id or None,
-            aws_secret_access_key=settings.s3_secret_access_key or None,
-            region_name=settings.s3_region or None,
-            config=Config(
-                connect_timeout=5, read_timeout=60, retries={"max_attempts": 5, "mode": "standard"},
-                max_pool_connections=max_pool,
-            ),
-        )
+        self.client = s3_client(settings, max_pool)
 
     def _key(self, relative: str) -> str:
         return f"{self.prefix}/{relative}" if self.prefix else relative

@@ -173,10 +173,14 @@ def read(root: Path, layer: str, table: str) -> list[dict]:
     return DeltaTable(str(root / "lake" / layer / table)).to_pyarrow_table().to_pylist()
 
 
+def rows_content(rows: list[dict]) -> list[tuple]:
+    """What rows hold, comparable across builds: without the run columns, in a stable order."""
+    return sorted(tuple(sorted((k, json.dumps(v, default=str)) for k, v in r.items() if k not in RUN_COLUMNS))
+                  for r in rows)
+
+
 def content(root: Path, layer: str, table: str) -> list[tuple]:
-    rows = [tuple(sorted((k, json.dumps(v, default=str)) for k, v in r.items() if k not in RUN_COLUMNS))
-            for r in read(root, layer, table)]
-    return sorted(rows)
+    return rows_content(read(root, layer, table))
 
 
 def in_order(table: str) -> list[int]:
