@@ -21,10 +21,23 @@ lakehouse_job = dg.define_asset_job(
 )
 
 
+# A compaction commit and a MERGE that read the same files cannot both commit: the second one fails.
+# The hourly refresh and the nightly upkeep therefore skip a tick while the other one runs.
+_BUSY = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+         dg.DagsterRunStatus.CANCELING]
+
+
+def _running(context: dg.ScheduleEvaluationContext, job_name: str) -> bool:
+    return bool(context.instance.get_run_ids(dg.RunsFilter(job_name=job_name, statuses=_BUSY), limit=1))
+
+
 @dg.schedule(job=lakehouse_job, cron_schedule="15 * * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.STOPPED)
-def hourly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def hourly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Today's partition, at a quarter past every hour: fresh figures for the current day."""
+    if _running(context, "lake_maintenance"):
+        return dg.SkipReason("lake_maintenance is running (its compaction would fail this run's MERGEs); "
+                             "the next hour's refresh takes in everything new")
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
     return dg.RunRequest(run_key=f"hourly-{context.scheduled_execution_time.isoformat()}", partition_key=day)
 
@@ -63,9 +76,11 @@ def lake_maintenance():
 
 @dg.schedule(job=lake_maintenance, cron_schedule="0 3 * * *", execution_timezone="UTC",
              default_status=dg.DefaultScheduleStatus.STOPPED)
-def nightly_maintenance(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+def nightly_maintenance(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """At 03:00 UTC, clear of the daily settle: MERGEs rewrite files every hour, and without a vacuum the
     lake keeps every rewritten copy."""
+    if _running(context, lakehouse_job.name):
+        return dg.SkipReason(f"{lakehouse_job.name} is running (compaction would fail its MERGEs); upkeep waits a night")
     return dg.RunRequest(run_key=f"maintenance-{context.scheduled_execution_time.date().isoformat()}")
 
 

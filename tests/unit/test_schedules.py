@@ -10,10 +10,15 @@ from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.transform.assets import dbt_build_args
 
 
+def _tick(name: str, instance: dg.DagsterInstance, at: datetime = datetime(2026, 3, 1, 3, 15, tzinfo=UTC)):
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=at,
+                                   repository_def=defs.get_repository_def()) as context:
+        return defs.get_schedule_def(name).evaluate_tick(context)
+
+
 def _request(name: str, at: datetime) -> dg.RunRequest:
-    schedule = defs.get_schedule_def(name)
-    with dg.build_schedule_context(scheduled_execution_time=at, repository_def=defs.get_repository_def()) as context:
-        return schedule.evaluate_tick(context).run_requests[0]
+    with dg.instance_for_test() as instance:
+        return _tick(name, instance, at).run_requests[0]
 
 
 def test_hourly_refreshes_today_and_daily_settles_yesterday():
@@ -40,3 +45,16 @@ def test_a_range_of_days_is_one_dbt_invocation_with_the_range_as_vars():
     models = defs.resolve_asset_graph().get(dg.AssetKey(["gold", "agg_daily_sales"]))
     assert models.partitions_def == daily_partitions
     assert models.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_hourly_refresh_and_upkeep_skip_a_tick_while_the_other_runs():
+    with dg.instance_for_test() as instance:
+        assert _tick("hourly_refresh", instance).run_requests and _tick("nightly_maintenance", instance).run_requests
+        upkeep = instance.create_run_for_job(defs.resolve_job_def("lake_maintenance"), status=dg.DagsterRunStatus.STARTED)
+        skipped = _tick("hourly_refresh", instance)
+        assert not skipped.run_requests and "lake_maintenance is running" in skipped.skip_message
+        instance.report_run_canceled(upkeep)
+        assert _tick("hourly_refresh", instance).run_requests
+        instance.create_run_for_job(defs.resolve_job_def("lakehouse_all_assets"), status=dg.DagsterRunStatus.STARTED)
+        skipped = _tick("nightly_maintenance", instance)
+        assert not skipped.run_requests and "lakehouse_all_assets is running" in skipped.skip_message
