@@ -116,7 +116,7 @@ def register_lake_views(conn: duckdb.DuckDBPyConnection, settings) -> list[str]:
 
 def delta_scan(path: str) -> str:
     """SQL table expression reading the Delta table at `path`."""
-    return "delta_scan('" + path.replace("'", "''") + "')"
+    return f"delta_scan({quote_literal(path)})"
 
 
 def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) -> tuple[int, "pa.Schema", int]:

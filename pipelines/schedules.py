@@ -35,7 +35,7 @@ def _running(context: dg.ScheduleEvaluationContext, job_name: str) -> bool:
              default_status=dg.DefaultScheduleStatus.STOPPED)
 def hourly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
     """Today's partition, at a quarter past every hour: fresh figures for the current day."""
-    if _running(context, "lake_maintenance"):
+    if _running(context, lake_maintenance.name):
         return dg.SkipReason("lake_maintenance is running (its compaction would fail this run's MERGEs); "
                              "the next hour's refresh takes in everything new")
     day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()

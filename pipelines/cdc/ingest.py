@@ -260,8 +260,8 @@ class TopicIngestion:
         try:
             metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         except KafkaException as exc:
-            raise KafkaTopicError(f"cannot read topic {topic!r} from Kafka at {settings.kafka_bootstrap}: "
-                                  f"{exc.args[0].str()}") from exc
+            reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+            raise KafkaTopicError(f"cannot read topic {topic!r} from Kafka at {settings.kafka_bootstrap}: {reason}") from exc
         if metadata is None or metadata.error is not None:
             raise KafkaTopicError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
         self.partitions = sorted(metadata.partitions)

@@ -17,7 +17,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines.lake import point_view_at_delta, prepare_connection, quote_identifier, register_lake_views
+from pipelines.lake import point_view_at_delta, prepare_connection, quote_identifier, quote_literal, register_lake_views
 from pipelines.settings import load_settings
 
 
@@ -29,7 +29,7 @@ class Plugin(BasePlugin):
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
         prepare_connection(conn)
         # big models spill to disk; an in-memory database would otherwise spill into `.tmp` of the cwd
-        conn.execute(f"set temp_directory = '{self.settings.data_dir / 'duckdb_spill'}'")
+        conn.execute(f"set temp_directory = {quote_literal(str(self.settings.data_dir / 'duckdb_spill'))}")
         self.conn = conn
         register_lake_views(conn, self.settings)
 
