@@ -279,6 +279,16 @@ def test_silver_rows_carry_quality_and_lineage_columns(clean):
     assert o1["source_bronze_id"] == "shop.public.orders/0/2"  # the update at LSN 250, third on the topic
 
 
+def test_scd2_tables_keep_closed_versions_in_their_own_partition(clean, perturbed_in_three_runs):
+    for root in (clean, perturbed_in_three_runs):  # laid out so by the full build, kept so by MERGEs
+        for layer, table in [("silver", f"int_{t}_history") for t in TABLES] + [("gold", "fct_orders"), ("gold", "dim_customers")]:
+            delta = DeltaTable(str(root / "lake" / layer / table))
+            assert delta.metadata().partition_columns == ["is_current"], table
+            files = delta.file_uris()
+            closed = [r for r in read(root, layer, table) if not r["is_current"]]
+            assert all("is_current=" in uri for uri in files) and (not closed or any("is_current=false" in u for u in files))
+
+
 def test_events_are_deduplicated_by_event_id(clean):
     assert sorted(r["event_id"] for r in read(clean, "silver", "stg_events__events")) == sorted({e["event_id"] for e in EVENTS})
     (day,) = read(clean, "gold", "agg_daily_funnel")
