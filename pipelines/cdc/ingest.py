@@ -14,6 +14,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -260,6 +261,8 @@ class TopicIngestion:
         self.batch_id = str(uuid.uuid4())
         self.batch_started = time.monotonic()
         self.decoder = Decoder(allow_flattened=settings.cdc_flattened_records)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bronze-{topic}")
+        self._in_flight: Future | None = None
         self.known_schemas = stored_schema_ids(settings, topic)
         try:
             metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
@@ -315,14 +318,34 @@ class TopicIngestion:
         return time.monotonic() - self.batch_started
 
     def commit(self) -> None:
+        """Hands the batch to the writer thread and starts a new one: the Delta write (delta-rs, without
+        the GIL) overlaps the decoding of the next batch. One batch at most is in flight, so commits stay
+        in offset order and memory stays bounded."""
         if self.batch.next_offsets:
-            commit_batch_with_offsets(self.settings, self.topic, self.table_path, self.batch, self.batch_id)
-            self.result.commits += 1
-            self.result.bronze_rows += len(self.batch.rows)
-            self.result.quarantined += len(self.batch.quarantine)
+            self.wait()
+            self._in_flight = self._writer.submit(self._write, self.batch, self.batch_id)
         self.batch = _Batch()
         self.batch_id = str(uuid.uuid4())
         self.batch_started = time.monotonic()
+
+    def _write(self, batch: _Batch, batch_id: str) -> None:
+        commit_batch_with_offsets(self.settings, self.topic, self.table_path, batch, batch_id)
+        self.result.commits += 1
+        self.result.bronze_rows += len(batch.rows)
+        self.result.quarantined += len(batch.quarantine)
+
+    def wait(self) -> None:
+        """Until the batch in flight is committed; raises its error if the commit failed."""
+        if self._in_flight is not None:
+            in_flight, self._in_flight = self._in_flight, None
+            in_flight.result()
+
+    def close(self) -> None:
+        """Waits for the batch in flight (a commit is never abandoned half way) and stops the writer."""
+        try:
+            self.wait()
+        finally:
+            self._writer.shutdown()
 
 
 class KafkaTopicError(RuntimeError):
@@ -342,6 +365,7 @@ def _check(msg: Message) -> bool:
 def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0) -> IngestResult:
     """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop."""
     consumer = _consumer(settings)
+    ingestion = None
     try:
         ingestion = TopicIngestion(settings, topic, consumer, batch_size)
         targets = ingestion.result.end_offsets
@@ -367,8 +391,11 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
                     pending.discard(p)
             if not pending:
                 ingestion.commit()
+        ingestion.close()
         return ingestion.result
     finally:
+        if ingestion is not None:
+            ingestion.close()
         consumer.close()
 
 
@@ -382,8 +409,10 @@ def follow_topics(
     """Continuous mode: consume `topics` and commit each topic's batch when it is full or `max_latency`
     seconds old, until `should_stop()` is true; the pending batches are committed before returning."""
     consumer = _consumer(settings)
+    ingestions: dict[str, TopicIngestion] = {}
     try:
-        ingestions = {topic: TopicIngestion(settings, topic, consumer, batch_size) for topic in topics}
+        for topic in topics:
+            ingestions[topic] = TopicIngestion(settings, topic, consumer, batch_size)
         consumer.assign([tp for i in ingestions.values() for tp in i.assignment])
         while not should_stop():
             messages = consumer.consume(num_messages=CONSUME_CHUNK, timeout=min(max_latency, 0.2))
@@ -395,6 +424,9 @@ def follow_topics(
                     ingestion.commit()
         for ingestion in ingestions.values():
             ingestion.commit()
+            ingestion.close()
         return [i.result for i in ingestions.values()]
     finally:
+        for ingestion in ingestions.values():
+            ingestion.close()
         consumer.close()

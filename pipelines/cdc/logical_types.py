@@ -39,10 +39,14 @@ def _base64_decimal(raw: str, scale: int) -> str:
 
 
 def _unscaled_to_text(unscaled: int, scale: int) -> str:
-    digits = tuple(int(d) for d in str(abs(unscaled)))
-    # built from its digits, not by arithmetic: no context precision or rounding applies; format "f"
-    # keeps every digit where str() would switch to exponent notation
-    return format(Decimal((int(unscaled < 0), digits, -scale)), "f")
+    """The exact digits with the point `scale` places from the right (never exponent notation), as
+    format(Decimal((sign, digits, -scale)), "f") writes them; text, not arithmetic, so no precision or
+    rounding applies. Hot: most money values in a stream are distinct, so the memo above misses often."""
+    digits = str(abs(unscaled))
+    if scale <= 0:
+        return format(Decimal((int(unscaled < 0), tuple(map(int, digits)), -scale)), "f")
+    digits = digits.rjust(scale + 1, "0")
+    return f"{'-' if unscaled < 0 else ''}{digits[:-scale]}.{digits[-scale:]}"
 
 
 def decode_decimal(value: Any, schema: dict) -> str:
@@ -168,44 +172,58 @@ def field_schemas(schema: dict | None) -> dict[str, dict]:
     return out
 
 
-def field_decoder(schema: dict | None) -> Callable[[Any], Any] | None:
-    """The function that decodes a non-null value of this field schema; None when values pass through."""
+class _Never:
+    """No JSON value is of this class: a field typed with it always goes through its decoder."""
+
+
+def field_decoder(schema: dict | None) -> tuple[type, Callable[[Any], Any]] | None:
+    """How to decode a non-null value of this field schema: (the class of values already decoded, which
+    skip the call; the decoder for the others). None when every value passes through."""
     if not schema:
         return None
     decoder = DECODERS.get(schema.get("name") or "")
     if decoder is decode_decimal:
         # the common case first: base64 text, straight to the memo
         scale = _decimal_scale(schema)
-        return lambda value: _base64_decimal(value, scale) if value.__class__ is str else decoder(value, schema)
+        return _Never, lambda value: _base64_decimal(value, scale) if value.__class__ is str else decoder(value, schema)
+    if decoder is decode_zoned:
+        # already ISO text: only a value of another type (an error) needs the call
+        return str, lambda value: decoder(value, schema)
     if decoder is not None:
-        return lambda value: decoder(value, schema)
+        return _Never, lambda value: decoder(value, schema)
     connect_type = str(schema.get("type", "")).lower()
     if connect_type == "struct":
         row = struct_decoder(schema)
-        return lambda value: row(value) if isinstance(value, dict) else value
+        return _Never, lambda value: row(value) if isinstance(value, dict) else value
     if connect_type == "array":
         item = field_decoder(schema.get("items"))
         if item is None:
             return None
-        return lambda value: [None if v is None else item(v) for v in value] if isinstance(value, list) else value
-    if connect_type in _INTEGER_TYPES or connect_type == "boolean":
-        return lambda value: _coerce_primitive(value, connect_type) if isinstance(value, str) else value
+        passes, decode = item
+        return _Never, lambda value: (
+            [v if v is None or v.__class__ is passes else decode(v) for v in value] if isinstance(value, list) else value
+        )
+    if connect_type in _INTEGER_TYPES:
+        return int, lambda value: _coerce_primitive(value, connect_type)
+    if connect_type == "boolean":
+        return bool, lambda value: _coerce_primitive(value, connect_type)
     return None
 
 
 def struct_decoder(schema: dict | None) -> Callable[[dict | None], dict | None]:
-    """A row decoder compiled once per schema: only the fields that need decoding are visited.
+    """A row decoder compiled once per schema: only the fields that need decoding are visited, and
+    their values that are already decoded (ISO text, integers) cost a class check, not a call.
     It decodes the row in place (rows come fresh from the JSON parser) and returns it."""
-    converters = [(name, d) for name, f in field_schemas(schema).items() if (d := field_decoder(f)) is not None]
+    converters = [(name, *d) for name, f in field_schemas(schema).items() if (d := field_decoder(f)) is not None]
 
     def decode_row(value: dict | None) -> dict | None:
         if value is None:
             return None
         if not isinstance(value, dict):
             raise LogicalTypeError(f"expected a row object, got {type(value).__name__}")
-        for name, decoder in converters:
+        for name, passes, decoder in converters:
             v = value.get(name)
-            if v is not None:
+            if v is not None and v.__class__ is not passes:
                 value[name] = decoder(v)
         return value
 

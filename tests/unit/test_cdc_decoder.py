@@ -325,3 +325,16 @@ def test_a_broken_payload_under_a_known_schema_is_still_a_decode_error():
     decoder.decode(json.dumps(required, separators=(",", ":")).encode(), None, "t")
     with pytest.raises(DecodeError, match="null payload"):
         decoder.decode(json.dumps({**required, "payload": None}, separators=(",", ":")).encode(), None, "t")
+
+
+def test_decimal_text_has_the_digits_decimal_format_writes():
+    """logical_types writes decimals as text without Decimal for speed; pinned to Decimal's own "f" format."""
+    import random
+
+    from pipelines.cdc.logical_types import _unscaled_to_text
+
+    rng = random.Random(4)
+    for unscaled in [*range(-1200, 1200), *(rng.randint(-10**40, 10**40) for _ in range(3000))]:
+        for scale in range(-2, 10):
+            digits = tuple(int(d) for d in str(abs(unscaled)))
+            assert _unscaled_to_text(unscaled, scale) == format(Decimal((int(unscaled < 0), digits, -scale)), "f")
