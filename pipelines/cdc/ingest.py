@@ -295,10 +295,13 @@ class TopicIngestion:
                 self.known_schemas.add(schema_id)
                 self.batch.new_schemas[schema_id] = envelope
             ts_type, ts = msg.timestamp()
+            # only immutable atoms in a row (a tuple, not a list, of unavailable columns): the garbage
+            # collector then stops tracking the rows, instead of walking a whole batch of them on every
+            # full collection (bench/ingest_cdc.py: +15 %)
             self.batch.rows.append((
                 msg.partition(), msg.offset(), ts if ts_type else None, record.kind, record.op, record.schema,
                 record.table, _json(record.key), _json(record.before), _json(record.after),
-                list(record.unavailable_columns), _text(record.lsn), _text(record.tx_id), record.ts_ms,
+                record.unavailable_columns, _text(record.lsn), _text(record.tx_id), record.ts_ms,
                 _json(record.transaction), None if value is None else envelope.payload_bytes(value), schema_id,
             ))
         self.batch.next_offsets[msg.partition()] = msg.offset() + 1
