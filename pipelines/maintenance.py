@@ -11,14 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deltalake import DeltaTable, WriterProperties
+from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from pipelines.lake import LAYERS, delta_tables
+from pipelines.lake import LAKE_WRITER, LAYERS, delta_tables
 from pipelines.settings import Settings
-
-_COMPACTED = WriterProperties(compression="ZSTD", compression_level=1)
-
 
 @dataclass(frozen=True)
 class TableMaintenance:
@@ -36,7 +33,7 @@ class TableMaintenance:
 
 def maintain_table(path: str, storage_options: dict[str, str] | None, retention_hours: int) -> tuple[int, int, int]:
     table = DeltaTable(path, storage_options=storage_options)
-    compacted = table.optimize.compact(writer_properties=_COMPACTED)
+    compacted = table.optimize.compact(writer_properties=LAKE_WRITER)
     # the retention is the operator's explicit choice (settings), so it may be below the table's default
     deleted = table.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
     return compacted["numFilesRemoved"], compacted["numFilesAdded"], len(deleted)

@@ -17,7 +17,14 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from deltalake import DeltaTable, write_deltalake
 
-from pipelines.lake import point_view_at_delta, prepare_connection, quote_identifier, quote_literal, register_lake_views
+from pipelines.lake import (
+    LAKE_WRITER,
+    point_view_at_delta,
+    prepare_connection,
+    quote_identifier,
+    quote_literal,
+    register_lake_views,
+)
 from pipelines.settings import load_settings
 
 
@@ -55,6 +62,7 @@ class Plugin(BasePlugin):
                     mode="append" if mode == "append" else "overwrite",
                     schema_mode="merge" if mode == "append" else "overwrite",
                     partition_by=None if mode == "append" else config.get("partition_by"),
+                    writer_properties=LAKE_WRITER,
                     storage_options=self.settings.delta_storage_options() or None,
                 )
             point_view_at_delta(cursor, self.settings, layer, table)
@@ -70,6 +78,7 @@ class Plugin(BasePlugin):
             source_alias="s",
             target_alias="t",
             merge_schema=True,
+            writer_properties=LAKE_WRITER,
         )
         if flag:
             flagged = f"s.{quote_identifier(flag)}"
