@@ -29,6 +29,7 @@ from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC
 from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
+from pipelines.shared_tables import commit_retrying_conflicts
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
 TRANSACTIONS = "transaction"
@@ -37,6 +38,7 @@ CDC_STREAMS = (*SOURCE_TABLES, TRANSACTIONS)
 SCHEMAS_TABLE = "cdc_schemas"
 # A batch also ends at this many bytes of record values, so memory stays bounded whatever the record
 # size (Debezium values with schemas are ~7 KB; one may be up to the broker's 64 MiB message limit).
+# A topic holds two batches at most: the one being built and the one its writer thread commits.
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 # Records taken from librdkafka per call: small enough that the messages in hand stay a few MB.
 CONSUME_CHUNK = 1_000
@@ -182,27 +184,12 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
              "first_seen": now, "ingest_batch_id": batch_id}
             for schema_id, envelope in batch.new_schemas.items()
         ]
-        write_deltalake(settings.bronze_path(SCHEMAS_TABLE), pa.Table.from_pylist(schemas, schema=CDC_SCHEMAS),
-                        mode="append", storage_options=options)
-    if batch.quarantine:
-        quarantine_path = settings.bronze_path("quarantine")
-        done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
-        fresh = [{**r, "first_seen": now, "ingest_batch_id": batch_id}
-                 for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
-        if fresh:
-            touched = {r["partition"] for r in fresh}
-            write_deltalake(
-                quarantine_path,
-                pa.Table.from_pylist(fresh, schema=QUARANTINE),
-                mode="append",
-                # the quarantine table gained columns over time (S3 provenance): older tables get them
-                schema_mode="merge",
-                storage_options=options,
-                commit_properties=CommitProperties(
-                    app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
-                ),
-            )
-            failpoint("cdc.after_quarantine_commit")
+        commit_retrying_conflicts(lambda: write_deltalake(
+            settings.bronze_path(SCHEMAS_TABLE), pa.Table.from_pylist(schemas, schema=CDC_SCHEMAS),
+            mode="append", storage_options=options,
+        ))
+    if batch.quarantine and commit_retrying_conflicts(lambda: _commit_quarantine(settings, topic, batch, batch_id, now)):
+        failpoint("cdc.after_quarantine_commit")
     write_deltalake(
         table_path,
         batch.to_table(topic, batch_id, now),
@@ -219,8 +206,32 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
     failpoint("cdc.after_commit")
 
 
+def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: str, now: datetime) -> bool:
+    """Appends the batch's quarantined records the table does not hold yet; False if it holds them all."""
+    quarantine_path = settings.bronze_path("quarantine")
+    done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
+    fresh = [{**r, "first_seen": now, "ingest_batch_id": batch_id}
+             for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
+    if not fresh:
+        return False
+    touched = {r["partition"] for r in fresh}
+    write_deltalake(
+        quarantine_path,
+        pa.Table.from_pylist(fresh, schema=QUARANTINE),
+        mode="append",
+        # the quarantine table gained columns over time (S3 provenance): older tables get them
+        schema_mode="merge",
+        storage_options=settings.delta_storage_options() or None,
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
+        ),
+    )
+    return True
+
+
 # librdkafka's own log (every failed connection attempt, several per second) goes through Python logging
 # rather than straight to stderr: a broken bootstrap address is reported once, as a KafkaTopicError
+_LOG = logging.getLogger(__name__)
 _KAFKA_LOG = logging.getLogger("pipelines.cdc.kafka")
 _KAFKA_LOG.addHandler(logging.NullHandler())
 
@@ -343,10 +354,20 @@ class TopicIngestion:
             in_flight, self._in_flight = self._in_flight, None
             in_flight.result()
 
-    def close(self) -> None:
-        """Waits for the batch in flight (a commit is never abandoned half way) and stops the writer."""
+    def raise_if_commit_failed(self) -> None:
+        """A failed commit surfaces now, not when this topic next has a full batch (maybe never)."""
+        if self._in_flight is not None and self._in_flight.done():
+            self.wait()
+
+    def close(self, failing: bool = False) -> None:
+        """Waits for the batch in flight (a commit is never abandoned half way) and stops the writer.
+        `failing`: an error is already on its way out, and a failed commit must not replace it."""
         try:
             self.wait()
+        except Exception:
+            if not failing:
+                raise
+            _LOG.exception("%s: the batch in flight failed to commit as well; it will be read again", self.topic)
         finally:
             self._writer.shutdown()
 
@@ -374,6 +395,7 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
         targets = ingestion.result.end_offsets
         pending = {p for p in ingestion.partitions if ingestion.result.start_offsets[p] < targets[p]}
         if not pending:
+            ingestion.close()
             return ingestion.result
         consumer.assign([tp for tp in ingestion.assignment if tp.partition in pending])
         while pending:
@@ -396,9 +418,11 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
                 ingestion.commit()
         ingestion.close()
         return ingestion.result
-    finally:
+    except BaseException:
         if ingestion is not None:
-            ingestion.close()
+            ingestion.close(failing=True)
+        raise
+    finally:
         consumer.close()
 
 
@@ -423,13 +447,17 @@ def follow_topics(
                 if _check(msg):
                     ingestions[msg.topic()].add(msg)
             for ingestion in ingestions.values():
+                ingestion.raise_if_commit_failed()
                 if ingestion.batch.next_offsets and ingestion.batch_age >= max_latency:
                     ingestion.commit()
         for ingestion in ingestions.values():
             ingestion.commit()
-            ingestion.close()
-        return [i.result for i in ingestions.values()]
-    finally:
         for ingestion in ingestions.values():
             ingestion.close()
+        return [i.result for i in ingestions.values()]
+    except BaseException:
+        for ingestion in ingestions.values():
+            ingestion.close(failing=True)
+        raise
+    finally:
         consumer.close()

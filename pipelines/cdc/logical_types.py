@@ -6,7 +6,7 @@ times `HH:MM:SS[.ffffff]`, timestamps ISO-8601 with a timezone. Types without a 
 
 from __future__ import annotations
 
-import base64
+import binascii
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from functools import lru_cache
@@ -32,7 +32,8 @@ def _unscaled_bytes_to_decimal(raw: Any, scale: int) -> str:
 @lru_cache(maxsize=65_536)
 def _base64_decimal(raw: str, scale: int) -> str:
     try:
-        unscaled = base64.b64decode(raw, validate=True)
+        # what base64.b64decode(validate=True) does, without its wrapper (a third of the time)
+        unscaled = binascii.a2b_base64(raw, strict_mode=True)
     except ValueError as exc:
         raise LogicalTypeError(f"decimal bytes are not base64: {raw!r}") from exc
     return _unscaled_to_text(int.from_bytes(unscaled, "big", signed=True), scale)
