@@ -40,6 +40,7 @@ from pipelines.events.envelope import LineError, parse_line
 from pipelines.events.objects import EventStore, ObjectInfo, event_store_for, read_ahead
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
+from pipelines.shared_tables import commit_retrying_conflicts
 
 TABLE = "events"
 QUARANTINE_TABLE = "quarantine"
@@ -318,14 +319,16 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     failpoint("events.before_write")
     quarantine = _quarantine_rows(batch.objects, source, now, ingest_batch, already_quarantined)
     if quarantine:
-        write_deltalake(
-            tables.quarantine if tables.quarantine is not None else tables.quarantine_path,
+        # by path, not the table we opened: CDC ingestion and other days append to quarantine too, and a
+        # commit refused for a conflict with theirs is retried on the table as it is then
+        commit_retrying_conflicts(lambda: write_deltalake(
+            tables.quarantine_path,
             pa.Table.from_pylist(quarantine, schema=QUARANTINE),
             mode="append",
             schema_mode="merge",  # the shared table may predate the object_key/etag/line_number columns
             storage_options=tables.options,
             commit_properties=CommitProperties(app_transactions=transaction),
-        )
+        ))
         tables.reopen("quarantine", number)
         failpoint("events.after_quarantine_commit")
     rows = pa.concat_tables(

@@ -147,3 +147,81 @@ def test_a_batch_ends_at_max_batch_bytes_whatever_the_record_count(mock_kafka, s
     assert result.bronze_rows == 40
     assert result.commits == 4  # ~10 records per commit, although one consume call returned all 40
     assert len(set(_offsets(settings, "cdc_orders"))) == 40
+
+
+def _follow_in_thread(settings, topics, stop):
+    import threading
+
+    from pipelines.cdc.ingest import follow_topics
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(follow_topics(settings, topics, max_latency=0.3, should_stop=stop.is_set))
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    follower = threading.Thread(target=run)
+    follower.start()
+    return follower, outcome
+
+
+def test_follow_over_several_topics_creates_the_shared_tables_without_conflicts(mock_kafka, settings):
+    """Each topic commits from its own writer thread; on a fresh lake their first schema and quarantine
+    commits race to create those shared tables, and delta-rs refuses the losers unless they retry."""
+    import threading
+    import time
+
+    producer, _ = mock_kafka
+    topics = [f"shop.public.{t}" for t in ("orders", "customers", "products", "payments")]
+    schema = {"type": "struct", "fields": [{"type": "struct", "optional": True, "field": "after",
+                                            "fields": [{"type": "int32", "field": "id"}]}]}
+    for topic in topics:
+        for i in range(5):
+            payload = {**CREATE["payload"], "after": {"id": i}, "source": {**CREATE["payload"]["source"], "lsn": i}}
+            value = json.dumps({"schema": schema, "payload": payload}, separators=(",", ":"))  # as JsonConverter
+            producer.produce(topic, value=value, partition=0)
+        producer.produce(topic, value=b"\x00poison", partition=0)
+    producer.flush(10)
+
+    stop = threading.Event()
+    follower, outcome = _follow_in_thread(settings, topics, stop)
+    deadline = time.monotonic() + 30
+    while follower.is_alive() and time.monotonic() < deadline:
+        tables = ("quarantine", "cdc_schemas", *(f"cdc_{t.rsplit('.', 1)[1]}" for t in topics))
+        if all(DeltaTable.is_deltatable(settings.bronze_path(t)) for t in tables):
+            quarantined = DeltaTable(settings.bronze_path("quarantine")).to_pyarrow_table(columns=["topic"])
+            if quarantined.num_rows == len(topics):
+                break
+        time.sleep(0.2)
+    stop.set()
+    follower.join(30)
+    results = outcome[0]
+    assert not isinstance(results, Exception), results
+    assert [(r.records_read, r.bronze_rows, r.quarantined) for r in results] == [(6, 5, 1)] * len(topics)
+    assert sorted(DeltaTable(settings.bronze_path("quarantine")).to_pyarrow_table().column("topic").to_pylist()) == sorted(topics)
+    assert sorted(DeltaTable(settings.bronze_path("cdc_schemas")).to_pyarrow_table().column("topic").to_pylist()) == sorted(topics)
+
+
+def test_follow_stops_with_the_error_of_a_failed_commit_while_topics_are_quiet(mock_kafka, settings, monkeypatch):
+    """A commit fails in the writer thread; nothing more arrives on that topic. The follower must not go
+    on as if the records were stored until someone stops it."""
+    import threading
+
+    from pipelines.cdc import ingest
+
+    def failing_commit(*args, **kwargs):
+        raise OSError("lake unwritable")
+
+    monkeypatch.setattr(ingest, "commit_batch_with_offsets", failing_commit)
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 3)
+    stop = threading.Event()
+    follower, outcome = _follow_in_thread(settings, ["shop.public.orders"], stop)
+    follower.join(20)
+    stopped_by_itself = not follower.is_alive()
+    stop.set()
+    follower.join(30)
+    assert stopped_by_itself
+    assert isinstance(outcome[0], OSError) and "lake unwritable" in str(outcome[0])
