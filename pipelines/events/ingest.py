@@ -178,6 +178,11 @@ class DayTables:
     def quarantine_batches(self) -> int:
         return self.batches(self.quarantine)
 
+    def refresh(self, which: str) -> None:
+        """The table as it is now, whoever committed since we opened it."""
+        path = self.bronze_path if which == "bronze" else self.quarantine_path
+        setattr(self, which, _open(path, self.options))
+
     def reopen(self, which: str, number: int) -> None:
         """After our commit of batch `number`: the table's latest state, which must be ours."""
         path = self.bronze_path if which == "bronze" else self.quarantine_path
@@ -335,7 +340,21 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
         [_event_rows(batch.objects, day, now, ingest_batch), _object_rows(batch.objects, day, now, ingest_batch)]
     )
     rewritten = [p for p in batch.objects if p.info.key in tables.current]
-    if not rewritten:
+    supersede = _supersede_rows(rewritten, day, now, ingest_batch) if rewritten else None
+    # other days' runs (a backfill) commit to the same table: the first commits race to create it, and
+    # delta-rs refuses a MERGE after any concurrent append; a refused commit is retried on the table as
+    # it is then (other days' rows only; our day's are guarded by its app transaction, see reopen)
+    commit_retrying_conflicts(lambda: _commit_bronze(tables, rows, supersede, transaction),
+                              before_retry=lambda: tables.refresh("bronze"))
+    tables.reopen("bronze", number)
+    failpoint("events.after_commit")
+    for parsed in batch.objects:
+        tables.current[parsed.info.key] = parsed.info.etag
+
+
+def _commit_bronze(tables: DayTables, rows: pa.Table, supersede: pa.Table | None, transaction: list[Transaction]) -> None:
+    """Appends the batch's rows, or MERGEs them with the rows that supersede older object versions."""
+    if supersede is None:
         write_deltalake(
             tables.bronze if tables.bronze is not None else tables.bronze_path,
             rows,
@@ -348,10 +367,7 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
             commit_properties=CommitProperties(app_transactions=transaction),
         )
     else:
-        source_rows = pa.concat_tables(
-            [rows.append_column("_supersede", pa.array([False] * rows.num_rows)),
-             _supersede_rows(rewritten, day, now, ingest_batch)]
-        )
+        source_rows = pa.concat_tables([rows.append_column("_supersede", pa.array([False] * rows.num_rows)), supersede])
         (
             tables.bronze.merge(
                 source_rows,
@@ -366,10 +382,6 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
             .when_not_matched_insert({name: f"s.{name}" for name in BRONZE_EVENTS.names}, predicate="NOT s._supersede")
             .execute()
         )
-    tables.reopen("bronze", number)
-    failpoint("events.after_commit")
-    for parsed in batch.objects:
-        tables.current[parsed.info.key] = parsed.info.etag
 
 
 # -- one day ------------------------------------------------------------------------------------------

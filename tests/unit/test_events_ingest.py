@@ -193,6 +193,34 @@ def test_rewritten_object_supersedes_its_old_rows(settings, folder):
     assert_exactly_once(settings, folder)
 
 
+def test_a_rewrite_commits_while_another_day_is_ingested(settings, folder, monkeypatch):
+    """A backfill ingests days in parallel. Another day's commit lands between this day's opening of
+    bronze and its MERGE (which supersedes a rewritten object); delta-rs refuses a MERGE after any
+    concurrent append, and the retry on the table as it is then must commit it, once."""
+    from pipelines.events import ingest as events_ingest
+
+    key = folder.put(DAY1, "a.jsonl", jsonl([event(1)]), [event(1)["eventId"]])
+    ingest_day(settings, DAY1)
+    folder.put(DAY1, "a.jsonl", jsonl([event(7)]), [event(7)["eventId"]])
+    os.utime(folder.root / key, ns=(1, 1))
+    folder.put(DAY2, "b.jsonl", jsonl([event(20)]), [event(20)["eventId"]])
+
+    real_failpoint = events_ingest.failpoint
+    other_day = []
+
+    def another_day_commits_first(name):
+        if name == "events.before_write" and not other_day:
+            other_day.append("started")
+            other_day.append(ingest_day(settings, DAY2))
+        real_failpoint(name)
+
+    monkeypatch.setattr(events_ingest, "failpoint", another_day_commits_first)
+    result = ingest_day(settings, DAY1)
+    assert other_day[1].objects_ingested == 1
+    assert (result.objects_ingested, result.objects_rewritten) == (1, 1)
+    assert_exactly_once(settings, folder)
+
+
 def test_small_batches_commit_whole_objects(settings, folder):
     for n in range(6):
         folder.put(DAY1, f"o{n}.jsonl", jsonl([event(10 * n + i) for i in range(5)]),
