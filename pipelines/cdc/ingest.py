@@ -6,6 +6,11 @@ run starts from those stored offsets, never from the broker's consumer group. A 
 commit leaves neither rows nor offsets; after it, both. Quarantined records go to another table, which
 is committed first with its own app transactions; on a retry its stored offset filters out what it
 already holds, so it too never duplicates.
+
+Two runs of one topic at once (an overlapping schedule, a follower beside a Dagster run) would read the
+same offsets. Each commit therefore checks that the table still holds the offsets this run last saw and
+commits on that snapshot, so delta-rs refuses it if another run committed the same partitions since;
+the later run stops with ConcurrentIngestError and nothing is written twice.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
 from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
@@ -84,7 +89,10 @@ def _open(path: str, storage_options: dict[str, str]) -> DeltaTable | None:
 
 def stored_offsets(path: str, topic: str, partitions: list[int], storage_options: dict[str, str]) -> dict[int, int]:
     """Next offset to read per partition, as committed in the Delta table (absent = never read)."""
-    table = _open(path, storage_options)
+    return _offsets_in(_open(path, storage_options), topic, partitions)
+
+
+def _offsets_in(table: DeltaTable | None, topic: str, partitions) -> dict[int, int]:
     if table is None:
         return {}
     found = {}
@@ -172,12 +180,35 @@ def stored_schema_ids(settings: Settings, topic: str) -> set[str]:
     return set(ids.to_pylist())
 
 
-def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, batch: _Batch, batch_id: str) -> None:
+class ConcurrentIngestError(RuntimeError):
+    """Another run committed offsets of the same topic while this one ran; this run stops."""
+
+
+def _table_at_expected_offsets(
+    settings: Settings, topic: str, table_path: str, expected: dict[int, int | None]
+) -> DeltaTable | None:
+    """The bronze table as it is now, provided it holds the offsets this run last saw (None: no table yet)."""
+    table = _open(table_path, settings.delta_storage_options())
+    found = {p: None if table is None else table.transaction_version(_app_id(topic, p)) for p in expected}
+    if found != expected:
+        moved = {p: (expected[p], found[p]) for p in expected if found[p] != expected[p]}
+        raise ConcurrentIngestError(
+            f"{topic}: another run committed offsets while this one ran (partition: (expected, found) {moved}); "
+            "this run stops without writing its batch again"
+        )
+    return table
+
+
+def commit_batch_with_offsets(
+    settings: Settings, topic: str, table_path: str, batch: _Batch, batch_id: str, expected: dict[int, int | None]
+) -> None:
     """Schemas first (idempotent by id), then quarantine (own app transactions), then the rows with the
-    offsets: whichever commit a crash interrupts, a retry neither duplicates nor skips."""
+    offsets: whichever commit a crash interrupts, a retry neither duplicates nor skips. `expected`: the
+    next offset per partition of the batch that this run believes the table holds (None: never read)."""
     options = settings.delta_storage_options() or None
     now = datetime.now(timezone.utc)
     failpoint("cdc.before_write")
+    table = _table_at_expected_offsets(settings, topic, table_path, expected)
     if batch.new_schemas:
         schemas = [
             {"schema_id": schema_id, "topic": topic, "envelope_prefix": envelope.prefix.decode("utf-8"),
@@ -190,33 +221,46 @@ def commit_batch_with_offsets(settings: Settings, topic: str, table_path: str, b
         ))
     if batch.quarantine and commit_retrying_conflicts(lambda: _commit_quarantine(settings, topic, batch, batch_id, now)):
         failpoint("cdc.after_quarantine_commit")
-    write_deltalake(
-        table_path,
-        batch.to_table(topic, batch_id, now),
-        mode="append",
-        partition_by=["ingest_date"],
-        writer_properties=_BRONZE_WRITER,
-        # bronze tables gained value_schema_id: older tables get it (null: raw_payload is the whole value)
-        schema_mode="merge",
-        storage_options=options,
-        commit_properties=CommitProperties(
-            app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
-        ),
-    )
+    try:
+        write_deltalake(
+            # on the snapshot whose offsets were checked: a concurrent commit of the same app transactions
+            # since then is a conflict delta-rs refuses; without a table, only creating it may succeed
+            table if table is not None else table_path,
+            batch.to_table(topic, batch_id, now),
+            mode="append" if table is not None else "error",
+            partition_by=["ingest_date"],
+            writer_properties=_BRONZE_WRITER,
+            # bronze tables gained value_schema_id: older tables get it (null: raw_payload is the whole value)
+            schema_mode="merge",
+            storage_options=options,
+            commit_properties=CommitProperties(
+                app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
+            ),
+        )
+    except DeltaError as exc:
+        # refused for a concurrent commit; or, creating the table, found that another run created it
+        if not isinstance(exc, CommitFailedError) and (table is not None or _open(table_path, options) is None):
+            raise
+        raise ConcurrentIngestError(
+            f"{topic}: another run committed to {table_path} at the same time; this run stops ({exc})"
+        ) from exc
     failpoint("cdc.after_commit")
 
 
 def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: str, now: datetime) -> bool:
     """Appends the batch's quarantined records the table does not hold yet; False if it holds them all."""
     quarantine_path = settings.bronze_path("quarantine")
-    done = stored_offsets(quarantine_path, topic, list(batch.next_offsets), settings.delta_storage_options())
+    table = _open(quarantine_path, settings.delta_storage_options())
+    done = _offsets_in(table, topic, batch.next_offsets)
     fresh = [{**r, "first_seen": now, "ingest_batch_id": batch_id}
              for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
     if not fresh:
         return False
     touched = {r["partition"] for r in fresh}
     write_deltalake(
-        quarantine_path,
+        # on the snapshot `done` was read from: if another run of this topic quarantined the same records
+        # since, delta-rs refuses this commit (same app transactions) and the retry reads them as done
+        table if table is not None else quarantine_path,
         pa.Table.from_pylist(fresh, schema=QUARANTINE),
         mode="append",
         # the quarantine table gained columns over time (S3 provenance): older tables get them
@@ -284,6 +328,8 @@ class TopicIngestion:
             raise KafkaTopicError(f"Kafka topic {topic!r} not found on {settings.kafka_bootstrap}")
         self.partitions = sorted(metadata.partitions)
         stored = stored_offsets(self.table_path, topic, self.partitions, settings.delta_storage_options())
+        # what the table holds, as far as this run knows: each commit checks it is still so
+        self.committed: dict[int, int | None] = {p: stored.get(p) for p in self.partitions}
         self.assignment = []
         for p in self.partitions:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -343,7 +389,9 @@ class TopicIngestion:
         self.batch_started = time.monotonic()
 
     def _write(self, batch: _Batch, batch_id: str) -> None:
-        commit_batch_with_offsets(self.settings, self.topic, self.table_path, batch, batch_id)
+        expected = {p: self.committed[p] for p in batch.next_offsets}
+        commit_batch_with_offsets(self.settings, self.topic, self.table_path, batch, batch_id, expected)
+        self.committed.update(batch.next_offsets)
         self.result.commits += 1
         self.result.bronze_rows += len(batch.rows)
         self.result.quarantined += len(batch.quarantine)

@@ -225,3 +225,48 @@ def test_follow_stops_with_the_error_of_a_failed_commit_while_topics_are_quiet(m
     follower.join(30)
     assert stopped_by_itself
     assert isinstance(outcome[0], OSError) and "lake unwritable" in str(outcome[0])
+
+
+@pytest.mark.parametrize("other_run_commits", ["before this run's check", "between its check and its commit"])
+def test_a_concurrent_run_of_the_same_topic_is_stopped_and_nothing_is_written_twice(
+    mock_kafka, settings, monkeypatch, other_run_commits
+):
+    """Two runs of one topic at once (an overlapping schedule, a follower beside a Dagster run) read the
+    same stored offsets. Whichever commits second must fail, not append the same records again."""
+    from pipelines.cdc import ingest
+
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 40, poison_every=10)
+    other_run = []
+
+    def run_the_other_one_first():
+        if not other_run:
+            other_run.append("started")
+            other_run.append(ingest_topic(settings, "shop.public.orders"))
+
+    if other_run_commits == "before this run's check":
+        real_failpoint = ingest.failpoint
+
+        def failpoint(name):
+            if name == "cdc.before_write":
+                run_the_other_one_first()
+            real_failpoint(name)
+
+        monkeypatch.setattr(ingest, "failpoint", failpoint)
+    else:
+        real_check = ingest._table_at_expected_offsets
+
+        def check_then_let_the_other_commit(*args):
+            table = real_check(*args)
+            run_the_other_one_first()
+            return table
+
+        monkeypatch.setattr(ingest, "_table_at_expected_offsets", check_then_let_the_other_commit)
+
+    with pytest.raises(ingest.ConcurrentIngestError, match="another run committed"):
+        ingest_topic(settings, "shop.public.orders")
+    assert (other_run[1].bronze_rows, other_run[1].quarantined) == (36, 4)
+    offsets = _offsets(settings, "cdc_orders")
+    assert len(offsets) == len(set(offsets)) == 36
+    quarantined = DeltaTable(settings.bronze_path("quarantine")).to_pyarrow_table(columns=["partition", "offset"])
+    assert quarantined.num_rows == len(set(zip(*quarantined.to_pydict().values()))) == 4
