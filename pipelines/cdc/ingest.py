@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
 from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import commit_retrying_conflicts
+from pipelines.shared_tables import TableCreatedMeanwhile, commit_retrying_conflicts, write_on_snapshot
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
 TRANSACTIONS = "transaction"
@@ -222,25 +222,22 @@ def commit_batch_with_offsets(
     if batch.quarantine and commit_retrying_conflicts(lambda: _commit_quarantine(settings, topic, batch, batch_id, now)):
         failpoint("cdc.after_quarantine_commit")
     try:
-        write_deltalake(
-            # on the snapshot whose offsets were checked: a concurrent commit of the same app transactions
-            # since then is a conflict delta-rs refuses; without a table, only creating it may succeed
-            table if table is not None else table_path,
+        # on the snapshot whose offsets were checked: a commit of the same partitions by another run since
+        # then is a conflict delta-rs refuses
+        write_on_snapshot(
+            table,
+            table_path,
             batch.to_table(topic, batch_id, now),
-            mode="append" if table is not None else "error",
+            options,
             partition_by=["ingest_date"],
             writer_properties=_BRONZE_WRITER,
             # bronze tables gained value_schema_id: older tables get it (null: raw_payload is the whole value)
             schema_mode="merge",
-            storage_options=options,
             commit_properties=CommitProperties(
                 app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
             ),
         )
-    except DeltaError as exc:
-        # refused for a concurrent commit; or, creating the table, found that another run created it
-        if not isinstance(exc, CommitFailedError) and (table is not None or _open(table_path, options) is None):
-            raise
+    except (CommitFailedError, TableCreatedMeanwhile) as exc:
         raise ConcurrentIngestError(
             f"{topic}: another run committed to {table_path} at the same time; this run stops ({exc})"
         ) from exc
@@ -257,15 +254,15 @@ def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: 
     if not fresh:
         return False
     touched = {r["partition"] for r in fresh}
-    write_deltalake(
-        # on the snapshot `done` was read from: if another run of this topic quarantined the same records
-        # since, delta-rs refuses this commit (same app transactions) and the retry reads them as done
-        table if table is not None else quarantine_path,
+    # on the snapshot `done` was read from: if another run of this topic quarantined the same records
+    # since, delta-rs refuses this commit (same app transactions) and the retry reads them as done
+    write_on_snapshot(
+        table,
+        quarantine_path,
         pa.Table.from_pylist(fresh, schema=QUARANTINE),
-        mode="append",
+        settings.delta_storage_options() or None,
         # the quarantine table gained columns over time (S3 provenance): older tables get them
         schema_mode="merge",
-        storage_options=settings.delta_storage_options() or None,
         commit_properties=CommitProperties(
             app_transactions=[Transaction(_app_id(topic, p), batch.next_offsets[p]) for p in touched]
         ),

@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.exceptions import TableNotFoundError
 
 from pipelines.cdc.bronze_schema import QUARANTINE
@@ -40,7 +40,7 @@ from pipelines.events.envelope import LineError, parse_line
 from pipelines.events.objects import EventStore, ObjectInfo, event_store_for, read_ahead
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import commit_retrying_conflicts
+from pipelines.shared_tables import commit_retrying_conflicts, write_on_snapshot
 
 TABLE = "events"
 QUARANTINE_TABLE = "quarantine"
@@ -178,10 +178,17 @@ class DayTables:
     def quarantine_batches(self) -> int:
         return self.batches(self.quarantine)
 
-    def refresh(self, which: str) -> None:
-        """The table as it is now, whoever committed since we opened it."""
+    def refresh(self, which: str, number: int) -> None:
+        """Before committing batch `number` again after a conflict: the table as it is now, provided no
+        other run has committed this day's batch `number` in the meantime."""
         path = self.bronze_path if which == "bronze" else self.quarantine_path
-        setattr(self, which, _open(path, self.options))
+        table = _open(path, self.options)
+        if self.batches(table) >= number:
+            raise ConcurrentIngestError(
+                f"{path}: {app_id(self.day)} is at batch {self.batches(table)} before our batch {number}: "
+                "another run is ingesting this day"
+            )
+        setattr(self, which, table)
 
     def reopen(self, which: str, number: int) -> None:
         """After our commit of batch `number`: the table's latest state, which must be ours."""
@@ -324,16 +331,19 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     failpoint("events.before_write")
     quarantine = _quarantine_rows(batch.objects, source, now, ingest_batch, already_quarantined)
     if quarantine:
-        # by path, not the table we opened: CDC ingestion and other days append to quarantine too, and a
-        # commit refused for a conflict with theirs is retried on the table as it is then
-        commit_retrying_conflicts(lambda: write_deltalake(
-            tables.quarantine_path,
-            pa.Table.from_pylist(quarantine, schema=QUARANTINE),
-            mode="append",
-            schema_mode="merge",  # the shared table may predate the object_key/etag/line_number columns
-            storage_options=tables.options,
-            commit_properties=CommitProperties(app_transactions=transaction),
-        ))
+        # CDC ingestion and other days append to quarantine too: a commit refused for a conflict with
+        # theirs is retried on the table as it is then (a run of this same day makes refresh raise)
+        commit_retrying_conflicts(
+            lambda: write_on_snapshot(
+                tables.quarantine,
+                tables.quarantine_path,
+                pa.Table.from_pylist(quarantine, schema=QUARANTINE),
+                tables.options,
+                schema_mode="merge",  # the shared table may predate the object_key/etag/line_number columns
+                commit_properties=CommitProperties(app_transactions=transaction),
+            ),
+            before_retry=lambda: tables.refresh("quarantine", number),
+        )
         tables.reopen("quarantine", number)
         failpoint("events.after_quarantine_commit")
     rows = pa.concat_tables(
@@ -343,9 +353,9 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     supersede = _supersede_rows(rewritten, day, now, ingest_batch) if rewritten else None
     # other days' runs (a backfill) commit to the same table: the first commits race to create it, and
     # delta-rs refuses a MERGE after any concurrent append; a refused commit is retried on the table as
-    # it is then (other days' rows only; our day's are guarded by its app transaction, see reopen)
+    # it is then (a run of this same day makes refresh raise)
     commit_retrying_conflicts(lambda: _commit_bronze(tables, rows, supersede, transaction),
-                              before_retry=lambda: tables.refresh("bronze"))
+                              before_retry=lambda: tables.refresh("bronze", number))
     tables.reopen("bronze", number)
     failpoint("events.after_commit")
     for parsed in batch.objects:
@@ -355,15 +365,15 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
 def _commit_bronze(tables: DayTables, rows: pa.Table, supersede: pa.Table | None, transaction: list[Transaction]) -> None:
     """Appends the batch's rows, or MERGEs them with the rows that supersede older object versions."""
     if supersede is None:
-        write_deltalake(
-            tables.bronze if tables.bronze is not None else tables.bronze_path,
+        write_on_snapshot(
+            tables.bronze,
+            tables.bronze_path,
             rows,
-            mode="append",
+            tables.options,
             partition_by=PARTITION_BY,
             # opening the table replays the log since the last checkpoint: checkpointing every 10
             # commits keeps that (and so each run's discovery) from growing with the days ingested
             configuration=None if tables.bronze is not None else {"delta.checkpointInterval": "10"},
-            storage_options=tables.options,
             commit_properties=CommitProperties(app_transactions=transaction),
         )
     else:

@@ -221,6 +221,29 @@ def test_a_rewrite_commits_while_another_day_is_ingested(settings, folder, monke
     assert_exactly_once(settings, folder)
 
 
+def test_a_run_of_the_same_day_committing_meanwhile_stops_this_one_and_nothing_is_written_twice(
+    settings, folder, monkeypatch
+):
+    """Two runs of one day at once: the other commits first. Ours must stop, not retry on top of it."""
+    from pipelines.events import ingest as events_ingest
+
+    folder.put(DAY1, "a.jsonl", jsonl([event(1), event(2)]) + b"bad\n", [event(1)["eventId"], event(2)["eventId"]], [3])
+    real_failpoint = events_ingest.failpoint
+    other_run = []
+
+    def the_other_run_commits_first(name):
+        if name == "events.before_write" and not other_run:
+            other_run.append("started")
+            other_run.append(ingest_day(settings, DAY1))
+        real_failpoint(name)
+
+    monkeypatch.setattr(events_ingest, "failpoint", the_other_run_commits_first)
+    with pytest.raises(events_ingest.ConcurrentIngestError, match="another run is ingesting this day"):
+        ingest_day(settings, DAY1)
+    assert other_run[1].objects_ingested == 1
+    assert_exactly_once(settings, folder)
+
+
 def test_small_batches_commit_whole_objects(settings, folder):
     for n in range(6):
         folder.put(DAY1, f"o{n}.jsonl", jsonl([event(10 * n + i) for i in range(5)]),
