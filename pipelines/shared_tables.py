@@ -1,43 +1,47 @@
 """Commits to bronze tables with more than one writer: quarantine, cdc_schemas, events, and a CDC
 topic's table when two runs of the topic overlap.
 
-Concurrent appends to an existing Delta table do not conflict: delta-rs rebases them. But the first
-commits race to create a table, and delta-rs refuses the losers with CommitFailedError; so does a
-concurrent schema merge, a MERGE after any concurrent append (even to another partition), and a commit
-of an app transaction that a concurrent commit also set since the snapshot the writer read.
+Writers commit through a snapshot they read (`write_deltalake(table, ...)`), and delta-rs checks such a
+commit against every commit made since: it refuses one that sets an app transaction a concurrent commit
+also set (a run doing the same work), and also a MERGE after any concurrent append and a concurrent
+schema merge. Concurrent appends to an existing table do not conflict; delta-rs rebases them.
+
+A commit that creates its table is checked against nothing: two creators both succeed, each with its
+rows. So tables are created empty first (`open_or_create`), and the first rows go through a snapshot too.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, TypeVar
+from typing import Callable, TypeVar
 
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError
+import pyarrow as pa
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 T = TypeVar("T")
 
 ATTEMPTS = 6
 
 
-class TableCreatedMeanwhile(Exception):
-    """A commit meant to create its table found that another writer had just created it."""
-
-
-def write_on_snapshot(table: DeltaTable | None, path: str, data: Any, storage_options: dict | None, **kwargs) -> None:
-    """Appends through the snapshot `table`, so delta-rs checks the commit against everything committed
-    since it was read (a write by path would load the newest version and check nothing). Without a
-    table yet, creates it; if another writer created it first, raises TableCreatedMeanwhile rather than
-    append unchecked."""
-    if table is not None:
-        write_deltalake(table, data, mode="append", **kwargs)
-        return
+def open_or_create(
+    path: str,
+    schema: pa.Schema,
+    storage_options: dict[str, str] | None,
+    partition_by: list[str] | None = None,
+    configuration: dict[str, str] | None = None,
+) -> DeltaTable:
+    """The table at `path` as it is now, created empty first if there is none."""
     try:
-        write_deltalake(path, data, mode="error", storage_options=storage_options, **kwargs)
-    except DeltaError as exc:
-        if isinstance(exc, CommitFailedError) or not DeltaTable.is_deltatable(path, storage_options):
-            raise
-        raise TableCreatedMeanwhile(f"{path} was created by another writer meanwhile") from exc
+        return DeltaTable(path, storage_options=storage_options)
+    except TableNotFoundError:
+        pass
+    try:
+        DeltaTable.create(path, schema, mode="ignore", partition_by=partition_by, configuration=configuration,
+                          storage_options=storage_options)
+    except CommitFailedError:
+        pass  # another writer created it at the same moment
+    return DeltaTable(path, storage_options=storage_options)
 
 
 def commit_retrying_conflicts(
@@ -49,7 +53,7 @@ def commit_retrying_conflicts(
     for attempt in range(attempts - 1):
         try:
             return commit()
-        except (CommitFailedError, TableCreatedMeanwhile):
+        except CommitFailedError:
             time.sleep(0.05 * 2**attempt)
             before_retry()
     return commit()

@@ -34,7 +34,7 @@ from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC
 from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import TableCreatedMeanwhile, commit_retrying_conflicts, write_on_snapshot
+from pipelines.shared_tables import commit_retrying_conflicts, open_or_create
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
 TRANSACTIONS = "transaction"
@@ -121,6 +121,7 @@ _RECORD_COLUMNS = ("partition", "offset", "kafka_ts", "kind", "op", "source_sche
                    "before", "after", "unavailable_columns", "lsn", "tx_id", "source_ts", "transaction",
                    "raw_payload", "value_schema_id")
 _MILLIS = pa.int64()
+_BRONZE_PARTITIONING = ["ingest_date"]
 # The JSON columns are unique per row: dictionaries and min/max statistics there only cost time.
 # zstd level 1 writes faster than the default snappy here and half the bytes (bench/ingest_cdc.py).
 _BRONZE_WRITER = WriterProperties(
@@ -186,10 +187,11 @@ class ConcurrentIngestError(RuntimeError):
 
 def _table_at_expected_offsets(
     settings: Settings, topic: str, table_path: str, expected: dict[int, int | None]
-) -> DeltaTable | None:
-    """The bronze table as it is now, provided it holds the offsets this run last saw (None: no table yet)."""
-    table = _open(table_path, settings.delta_storage_options())
-    found = {p: None if table is None else table.transaction_version(_app_id(topic, p)) for p in expected}
+) -> DeltaTable:
+    """The bronze table as it is now (created empty if missing), provided it holds the offsets this run
+    last saw."""
+    table = open_or_create(table_path, BRONZE_CDC, settings.delta_storage_options() or None, _BRONZE_PARTITIONING)
+    found = {p: table.transaction_version(_app_id(topic, p)) for p in expected}
     if found != expected:
         moved = {p: (expected[p], found[p]) for p in expected if found[p] != expected[p]}
         raise ConcurrentIngestError(
@@ -224,12 +226,11 @@ def commit_batch_with_offsets(
     try:
         # on the snapshot whose offsets were checked: a commit of the same partitions by another run since
         # then is a conflict delta-rs refuses
-        write_on_snapshot(
+        write_deltalake(
             table,
-            table_path,
             batch.to_table(topic, batch_id, now),
-            options,
-            partition_by=["ingest_date"],
+            mode="append",
+            partition_by=_BRONZE_PARTITIONING,
             writer_properties=_BRONZE_WRITER,
             # bronze tables gained value_schema_id: older tables get it (null: raw_payload is the whole value)
             schema_mode="merge",
@@ -237,7 +238,7 @@ def commit_batch_with_offsets(
                 app_transactions=[Transaction(_app_id(topic, p), o) for p, o in batch.next_offsets.items()]
             ),
         )
-    except (CommitFailedError, TableCreatedMeanwhile) as exc:
+    except CommitFailedError as exc:
         raise ConcurrentIngestError(
             f"{topic}: another run committed to {table_path} at the same time; this run stops ({exc})"
         ) from exc
@@ -246,8 +247,7 @@ def commit_batch_with_offsets(
 
 def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: str, now: datetime) -> bool:
     """Appends the batch's quarantined records the table does not hold yet; False if it holds them all."""
-    quarantine_path = settings.bronze_path("quarantine")
-    table = _open(quarantine_path, settings.delta_storage_options())
+    table = open_or_create(settings.bronze_path("quarantine"), QUARANTINE, settings.delta_storage_options() or None)
     done = _offsets_in(table, topic, batch.next_offsets)
     fresh = [{**r, "first_seen": now, "ingest_batch_id": batch_id}
              for r in batch.quarantine if r["offset"] >= done.get(r["partition"], -1)]
@@ -256,11 +256,10 @@ def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: 
     touched = {r["partition"] for r in fresh}
     # on the snapshot `done` was read from: if another run of this topic quarantined the same records
     # since, delta-rs refuses this commit (same app transactions) and the retry reads them as done
-    write_on_snapshot(
+    write_deltalake(
         table,
-        quarantine_path,
         pa.Table.from_pylist(fresh, schema=QUARANTINE),
-        settings.delta_storage_options() or None,
+        mode="append",
         # the quarantine table gained columns over time (S3 provenance): older tables get them
         schema_mode="merge",
         commit_properties=CommitProperties(

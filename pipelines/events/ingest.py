@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from pipelines.cdc.bronze_schema import QUARANTINE
@@ -40,7 +40,7 @@ from pipelines.events.envelope import LineError, parse_line
 from pipelines.events.objects import EventStore, ObjectInfo, event_store_for, read_ahead
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import commit_retrying_conflicts, write_on_snapshot
+from pipelines.shared_tables import commit_retrying_conflicts, open_or_create
 
 TABLE = "events"
 QUARANTINE_TABLE = "quarantine"
@@ -178,15 +178,24 @@ class DayTables:
     def quarantine_batches(self) -> int:
         return self.batches(self.quarantine)
 
-    def refresh(self, which: str, number: int) -> None:
-        """Before committing batch `number` again after a conflict: the table as it is now, provided no
-        other run has committed this day's batch `number` in the meantime."""
-        path = self.bronze_path if which == "bronze" else self.quarantine_path
-        table = _open(path, self.options)
-        if self.batches(table) >= number:
+    def refresh(self, which: str) -> None:
+        """Before a commit to a table we have not opened yet, or again after a conflict: the table as it
+        is now (created empty if missing), provided no other run has committed a batch of this day since
+        this run last looked (it would have written the same objects)."""
+        if which == "bronze":
+            path, table = self.bronze_path, open_or_create(
+                self.bronze_path, BRONZE_EVENTS, self.options, PARTITION_BY,
+                # opening the table replays the log since the last checkpoint: checkpointing every 10
+                # commits keeps that (and so each run's discovery) from growing with the days ingested
+                {"delta.checkpointInterval": "10"},
+            )
+        else:
+            path, table = self.quarantine_path, open_or_create(self.quarantine_path, QUARANTINE, self.options)
+        seen = self.batches(getattr(self, which))
+        if self.batches(table) != seen:
             raise ConcurrentIngestError(
-                f"{path}: {app_id(self.day)} is at batch {self.batches(table)} before our batch {number}: "
-                "another run is ingesting this day"
+                f"{path}: {app_id(self.day)} moved from batch {seen} to {self.batches(table)} while this run "
+                "ran: another run is ingesting this day"
             )
         setattr(self, which, table)
 
@@ -333,16 +342,17 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     if quarantine:
         # CDC ingestion and other days append to quarantine too: a commit refused for a conflict with
         # theirs is retried on the table as it is then (a run of this same day makes refresh raise)
+        if tables.quarantine is None:
+            tables.refresh("quarantine")
         commit_retrying_conflicts(
-            lambda: write_on_snapshot(
+            lambda: write_deltalake(
                 tables.quarantine,
-                tables.quarantine_path,
                 pa.Table.from_pylist(quarantine, schema=QUARANTINE),
-                tables.options,
+                mode="append",
                 schema_mode="merge",  # the shared table may predate the object_key/etag/line_number columns
                 commit_properties=CommitProperties(app_transactions=transaction),
             ),
-            before_retry=lambda: tables.refresh("quarantine", number),
+            before_retry=lambda: tables.refresh("quarantine"),
         )
         tables.reopen("quarantine", number)
         failpoint("events.after_quarantine_commit")
@@ -351,11 +361,13 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     )
     rewritten = [p for p in batch.objects if p.info.key in tables.current]
     supersede = _supersede_rows(rewritten, day, now, ingest_batch) if rewritten else None
-    # other days' runs (a backfill) commit to the same table: the first commits race to create it, and
-    # delta-rs refuses a MERGE after any concurrent append; a refused commit is retried on the table as
-    # it is then (a run of this same day makes refresh raise)
+    # other days' runs (a backfill) commit to the same table, and delta-rs refuses a MERGE after any
+    # concurrent append: a refused commit is retried on the table as it is then (a run of this same day
+    # makes refresh raise)
+    if tables.bronze is None:
+        tables.refresh("bronze")
     commit_retrying_conflicts(lambda: _commit_bronze(tables, rows, supersede, transaction),
-                              before_retry=lambda: tables.refresh("bronze", number))
+                              before_retry=lambda: tables.refresh("bronze"))
     tables.reopen("bronze", number)
     failpoint("events.after_commit")
     for parsed in batch.objects:
@@ -365,15 +377,11 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
 def _commit_bronze(tables: DayTables, rows: pa.Table, supersede: pa.Table | None, transaction: list[Transaction]) -> None:
     """Appends the batch's rows, or MERGEs them with the rows that supersede older object versions."""
     if supersede is None:
-        write_on_snapshot(
+        write_deltalake(
             tables.bronze,
-            tables.bronze_path,
             rows,
-            tables.options,
+            mode="append",
             partition_by=PARTITION_BY,
-            # opening the table replays the log since the last checkpoint: checkpointing every 10
-            # commits keeps that (and so each run's discovery) from growing with the days ingested
-            configuration=None if tables.bronze is not None else {"delta.checkpointInterval": "10"},
             commit_properties=CommitProperties(app_transactions=transaction),
         )
     else:
