@@ -193,30 +193,38 @@ def test_rewritten_object_supersedes_its_old_rows(settings, folder):
     assert_exactly_once(settings, folder)
 
 
+def _another_run_commits_first(monkeypatch, run) -> list:
+    """Makes `run` (another ingest) run to its end when this run is about to write its first batch;
+    its result is then the list's only item."""
+    from pipelines.events import ingest as events_ingest
+
+    real_failpoint = events_ingest.failpoint
+    results = []
+    started = []
+
+    def hook(name):
+        if name == "events.before_write" and not started:
+            started.append(True)
+            results.append(run())
+        real_failpoint(name)
+
+    monkeypatch.setattr(events_ingest, "failpoint", hook)
+    return results
+
+
 def test_a_rewrite_commits_while_another_day_is_ingested(settings, folder, monkeypatch):
     """A backfill ingests days in parallel. Another day's commit lands between this day's opening of
     bronze and its MERGE (which supersedes a rewritten object); delta-rs refuses a MERGE after any
     concurrent append, and the retry on the table as it is then must commit it, once."""
-    from pipelines.events import ingest as events_ingest
-
     key = folder.put(DAY1, "a.jsonl", jsonl([event(1)]), [event(1)["eventId"]])
     ingest_day(settings, DAY1)
     folder.put(DAY1, "a.jsonl", jsonl([event(7)]), [event(7)["eventId"]])
     os.utime(folder.root / key, ns=(1, 1))
     folder.put(DAY2, "b.jsonl", jsonl([event(20)]), [event(20)["eventId"]])
 
-    real_failpoint = events_ingest.failpoint
-    other_day = []
-
-    def another_day_commits_first(name):
-        if name == "events.before_write" and not other_day:
-            other_day.append("started")
-            other_day.append(ingest_day(settings, DAY2))
-        real_failpoint(name)
-
-    monkeypatch.setattr(events_ingest, "failpoint", another_day_commits_first)
+    other_day = _another_run_commits_first(monkeypatch, lambda: ingest_day(settings, DAY2))
     result = ingest_day(settings, DAY1)
-    assert other_day[1].objects_ingested == 1
+    assert other_day[0].objects_ingested == 1
     assert (result.objects_ingested, result.objects_rewritten) == (1, 1)
     assert_exactly_once(settings, folder)
 
@@ -228,19 +236,10 @@ def test_a_run_of_the_same_day_committing_meanwhile_stops_this_one_and_nothing_i
     from pipelines.events import ingest as events_ingest
 
     folder.put(DAY1, "a.jsonl", jsonl([event(1), event(2)]) + b"bad\n", [event(1)["eventId"], event(2)["eventId"]], [3])
-    real_failpoint = events_ingest.failpoint
-    other_run = []
-
-    def the_other_run_commits_first(name):
-        if name == "events.before_write" and not other_run:
-            other_run.append("started")
-            other_run.append(ingest_day(settings, DAY1))
-        real_failpoint(name)
-
-    monkeypatch.setattr(events_ingest, "failpoint", the_other_run_commits_first)
+    other_run = _another_run_commits_first(monkeypatch, lambda: ingest_day(settings, DAY1))
     with pytest.raises(events_ingest.ConcurrentIngestError, match="another run is ingesting this day"):
         ingest_day(settings, DAY1)
-    assert other_run[1].objects_ingested == 1
+    assert other_run[0].objects_ingested == 1
     assert_exactly_once(settings, folder)
 
 
