@@ -24,6 +24,14 @@ T = TypeVar("T")
 ATTEMPTS = 6
 
 
+def open_table(path: str, storage_options: dict[str, str] | None) -> DeltaTable | None:
+    """The table at `path` as it is now; None if there is none yet."""
+    try:
+        return DeltaTable(path, storage_options=storage_options or None)
+    except TableNotFoundError:
+        return None
+
+
 def open_or_create(
     path: str,
     schema: pa.Schema,
@@ -32,10 +40,9 @@ def open_or_create(
     configuration: dict[str, str] | None = None,
 ) -> DeltaTable:
     """The table at `path` as it is now, created empty first if there is none."""
-    try:
-        return DeltaTable(path, storage_options=storage_options)
-    except TableNotFoundError:
-        pass
+    table = open_table(path, storage_options)
+    if table is not None:
+        return table
     try:
         DeltaTable.create(path, schema, mode="ignore", partition_by=partition_by, configuration=configuration,
                           storage_options=storage_options)

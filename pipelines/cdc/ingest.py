@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
 from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import commit_retrying_conflicts, open_or_create
+from pipelines.shared_tables import commit_retrying_conflicts, open_or_create, open_table
 
 SOURCE_TABLES = ("customers", "products", "inventory", "orders", "order_items", "payments", "shipments")
 TRANSACTIONS = "transaction"
@@ -80,16 +80,9 @@ def _app_id(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
 
 
-def _open(path: str, storage_options: dict[str, str]) -> DeltaTable | None:
-    try:
-        return DeltaTable(path, storage_options=storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def stored_offsets(path: str, topic: str, partitions: list[int], storage_options: dict[str, str]) -> dict[int, int]:
     """Next offset to read per partition, as committed in the Delta table (absent = never read)."""
-    return _offsets_in(_open(path, storage_options), topic, partitions)
+    return _offsets_in(open_table(path, storage_options), topic, partitions)
 
 
 def _offsets_in(table: DeltaTable | None, topic: str, partitions) -> dict[int, int]:
@@ -174,7 +167,7 @@ def _quarantine_row(msg: Message, error: str) -> dict:
 
 
 def stored_schema_ids(settings: Settings, topic: str) -> set[str]:
-    table = _open(settings.bronze_path(SCHEMAS_TABLE), settings.delta_storage_options())
+    table = open_table(settings.bronze_path(SCHEMAS_TABLE), settings.delta_storage_options())
     if table is None:
         return set()
     ids = table.to_pyarrow_table(columns=["schema_id"], filters=[("topic", "=", topic)]).column("schema_id")

@@ -32,7 +32,6 @@ from datetime import UTC, date, datetime
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import TableNotFoundError
 
 from pipelines.cdc.bronze_schema import QUARANTINE
 from pipelines.events.bronze_schema import BRONZE_EVENTS, EVENT, OBJECT, PARTITION_BY
@@ -40,7 +39,7 @@ from pipelines.events.envelope import LineError, parse_line
 from pipelines.events.objects import EventStore, ObjectInfo, event_store_for, read_ahead
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
-from pipelines.shared_tables import commit_retrying_conflicts, open_or_create
+from pipelines.shared_tables import commit_retrying_conflicts, open_or_create, open_table
 
 TABLE = "events"
 QUARANTINE_TABLE = "quarantine"
@@ -113,13 +112,6 @@ def parse_object(info: ObjectInfo, data: bytes) -> ParsedObject:
 # -- what the table already holds ------------------------------------------------------------------
 
 
-def _open(path: str, storage_options: dict[str, str]) -> DeltaTable | None:
-    try:
-        return DeltaTable(path, storage_options=storage_options or None)
-    except TableNotFoundError:
-        return None
-
-
 def current_objects(table: DeltaTable | None, day: date) -> dict[str, str]:
     """Object key → current ETag, from the day's `object` rows only (one small partition)."""
     if table is None:
@@ -163,8 +155,8 @@ class DayTables:
         self.options = settings.delta_storage_options() or None
         self.bronze_path = settings.bronze_path(TABLE)
         self.quarantine_path = settings.bronze_path(QUARANTINE_TABLE)
-        self.bronze = _open(self.bronze_path, settings.delta_storage_options())
-        self.quarantine = _open(self.quarantine_path, settings.delta_storage_options())
+        self.bronze = open_table(self.bronze_path, settings.delta_storage_options())
+        self.quarantine = open_table(self.quarantine_path, settings.delta_storage_options())
         self.current = current_objects(self.bronze, day)  # object key → current ETag
 
     def batches(self, table: DeltaTable | None) -> int:
