@@ -16,8 +16,30 @@ from pathlib import Path
 
 
 def peak_rss_bytes() -> int:
-    """Peak RSS of this process so far."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    """Peak RSS of this process so far, plus that of its live child processes (worker pools): together
+    they are what the machine must hold."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    return own + sum(_peak_rss_of(pid) for pid in _children())
+
+
+def _children() -> list[int]:
+    pids = []
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            pids += [int(pid) for pid in (task / "children").read_text().split()]
+        except OSError:
+            pass  # not Linux, or the thread is gone
+    return pids
+
+
+def _peak_rss_of(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass  # exited meanwhile
+    return 0
 
 
 @dataclass(frozen=True)

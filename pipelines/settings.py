@@ -38,6 +38,9 @@ class Settings:
     dbt_project_dir: Path
     # true when the connector applies ExtractNewRecordState (values are bare rows, not change events)
     cdc_flattened_records: bool
+    # worker processes that decode CDC records (pipelines/cdc/decode_workers.py), shared by the topics
+    # of one ingest process
+    cdc_decode_workers: int
     # files a table no longer references are deleted this long after their removal (pipelines/maintenance.py);
     # keep it longer than any run or query: a vacuum also deletes files a writer has not committed yet
     vacuum_retention_hours: int
@@ -89,6 +92,8 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "lineage_file": data_dir / "lineage" / "events.jsonl",
         "dbt_project_dir": PROJECT_DIR / "dbt_project",
         "cdc_flattened_records": False,
+        # decoding is CPU-bound Python: one process per core, but a few are enough to outrun the consumer
+        "cdc_decode_workers": min(os.cpu_count() or 1, 4),
         # Delta's own default (delta.deletedFileRetentionDuration): time travel and long reads keep working
         "vacuum_retention_hours": 168,
     }
@@ -119,6 +124,7 @@ _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 
 _BOOL_FIELDS = {"cdc_flattened_records"}
 _HOURS_FIELDS = {"vacuum_retention_hours"}
+_COUNT_FIELDS = {"cdc_decode_workers"}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -134,6 +140,10 @@ def _coerce(name: str, value: object) -> object:
         if str(value).isdigit():
             return int(value)
         raise SettingsError(f"setting {name} must be a whole number of hours (0 or more), got {value!r}")
+    if name in _COUNT_FIELDS:
+        if str(value).isdigit() and int(value) >= 1:
+            return int(value)
+        raise SettingsError(f"setting {name} must be a whole number, 1 or more, got {value!r}")
     return str(value)
 
 

@@ -15,23 +15,21 @@ the later run stops with ConcurrentIngestError and nothing is written twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
-from pipelines.cdc.decoder import DecodeError, Decoder, Envelope
+from pipelines.cdc.decode_workers import CHUNK_SCHEMA, POOL, DecodedChunk, RawRecord, strip_prefix
 from pipelines.failpoints import failpoint
 from pipelines.settings import Settings
 from pipelines.shared_tables import commit_retrying_conflicts, open_or_create, open_table
@@ -45,8 +43,10 @@ SCHEMAS_TABLE = "cdc_schemas"
 # size (Debezium values with schemas are ~7 KB; one may be up to the broker's 64 MiB message limit).
 # A topic holds two batches at most: the one being built and the one its writer thread commits.
 MAX_BATCH_BYTES = 64 * 1024 * 1024
-# Records taken from librdkafka per call: small enough that the messages in hand stay a few MB.
+# Records taken from librdkafka per call: small enough that the messages in hand stay a few MB. Each
+# call's records go to the decode workers as one chunk, cut short at MAX_CHUNK_BYTES of values.
 CONSUME_CHUNK = 1_000
+MAX_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 def bronze_table_name(stream: str) -> str:
@@ -96,24 +96,8 @@ def _offsets_in(table: DeltaTable | None, topic: str, partitions) -> dict[int, i
     return found
 
 
-def _json(value) -> bytes | None:
-    if value is None:
-        return None
-    try:
-        return orjson.dumps(value)
-    except TypeError:  # an integer beyond 64 bits, which orjson does not write
-        return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _text(value) -> str | None:
-    return None if value is None else str(value)
-
-
-# the per-record part of a bronze row, in this order; the rest is per batch (see _Batch.to_table)
-_RECORD_COLUMNS = ("partition", "offset", "kafka_ts", "kind", "op", "source_schema", "source_table", "record_key",
-                   "before", "after", "unavailable_columns", "lsn", "tx_id", "source_ts", "transaction",
-                   "raw_payload", "value_schema_id")
-_MILLIS = pa.int64()
+# A batch holds the decoded chunks of the records read for it; its per-record columns come from the
+# decode workers, the rest is per batch (see _Batch.to_table)
 _BRONZE_PARTITIONING = ["ingest_date"]
 # The JSON columns are unique per row: dictionaries and min/max statistics there only cost time.
 # zstd level 1 writes faster than the default snappy here and half the bytes (bench/ingest_cdc.py).
@@ -129,41 +113,27 @@ _BRONZE_WRITER = WriterProperties(
 
 @dataclass
 class _Batch:
-    rows: list[tuple] = field(default_factory=list)
+    chunks: list[pa.RecordBatch] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
-    new_schemas: dict[str, Envelope] = field(default_factory=dict)
+    new_schemas: dict[str, bytes] = field(default_factory=dict)
     next_offsets: dict[int, int] = field(default_factory=dict)
-    value_bytes: int = 0
+
+    @property
+    def row_count(self) -> int:
+        return sum(chunk.num_rows for chunk in self.chunks)
 
     def to_table(self, topic: str, batch_id: str, now: datetime) -> pa.Table:
-        """Columns are built whole: per-record Python work stays in `TopicIngestion.add`."""
-        columns = dict(zip(_RECORD_COLUMNS, zip(*self.rows))) if self.rows else {c: () for c in _RECORD_COLUMNS}
-        n = len(self.rows)
-        arrays = {name: pa.array(columns[name], BRONZE_CDC.field(name).type) for name in _RECORD_COLUMNS
-                  if name not in ("kafka_ts", "source_ts")}
-        for name in ("kafka_ts", "source_ts"):
-            arrays[name] = pc.multiply(pa.array(columns[name], _MILLIS), 1000).cast(UTC_MICROS)
-        arrays["bronze_id"] = pc.binary_join_element_wise(
-            topic, arrays["partition"].cast(pa.string()), arrays["offset"].cast(pa.string()), "/"
+        rows = pa.Table.from_batches(self.chunks, schema=CHUNK_SCHEMA)
+        n = rows.num_rows
+        per_batch = {
+            "topic": pa.repeat(pa.scalar(topic), n),
+            "ingested_at": pa.repeat(pa.scalar(now, UTC_MICROS), n),
+            "ingest_batch_id": pa.repeat(pa.scalar(batch_id), n),
+            "ingest_date": pa.repeat(pa.scalar(now.date()), n),
+        }
+        return pa.Table.from_arrays(
+            [per_batch[f.name] if f.name in per_batch else rows.column(f.name) for f in BRONZE_CDC], schema=BRONZE_CDC
         )
-        arrays["topic"] = pa.repeat(pa.scalar(topic), n)
-        arrays["ingested_at"] = pa.repeat(pa.scalar(now, UTC_MICROS), n)
-        arrays["ingest_batch_id"] = pa.repeat(pa.scalar(batch_id), n)
-        arrays["ingest_date"] = pa.repeat(pa.scalar(now.date()), n)
-        return pa.Table.from_arrays([arrays[f.name] for f in BRONZE_CDC], schema=BRONZE_CDC)
-
-
-def _quarantine_row(msg: Message, error: str) -> dict:
-    return {
-        "source": "kafka",
-        "location": f"{msg.topic()}/{msg.partition()}/{msg.offset()}",
-        "topic": msg.topic(),
-        "partition": msg.partition(),
-        "offset": msg.offset(),
-        "raw_key": msg.key(),
-        "raw_value": msg.value(),
-        "error": error,
-    }
 
 
 def stored_schema_ids(settings: Settings, topic: str) -> set[str]:
@@ -206,9 +176,9 @@ def commit_batch_with_offsets(
     table = _table_at_expected_offsets(settings, topic, table_path, expected)
     if batch.new_schemas:
         schemas = [
-            {"schema_id": schema_id, "topic": topic, "envelope_prefix": envelope.prefix.decode("utf-8"),
+            {"schema_id": schema_id, "topic": topic, "envelope_prefix": prefix.decode("utf-8"),
              "first_seen": now, "ingest_batch_id": batch_id}
-            for schema_id, envelope in batch.new_schemas.items()
+            for schema_id, prefix in batch.new_schemas.items()
         ]
         commit_retrying_conflicts(lambda: write_deltalake(
             settings.bronze_path(SCHEMAS_TABLE), pa.Table.from_pylist(schemas, schema=CDC_SCHEMAS),
@@ -292,8 +262,15 @@ def _consumer(settings: Settings) -> Consumer:
     )
 
 
+# a marker in a topic's queue of chunks: the batch ends after the chunks before it
+_END_OF_BATCH = object()
+
+
 class TopicIngestion:
-    """One topic's way into bronze: where to start, the batch being built, and its commits."""
+    """One topic's way into bronze: where to start, the batch being built, and its commits.
+
+    Records read are sent in chunks to the decode workers; the decoded chunks are applied to the batch
+    in the order they were read, and a full batch goes to the writer thread for its Delta commit."""
 
     def __init__(self, settings: Settings, topic: str, consumer: Consumer, batch_size: int) -> None:
         self.settings = settings
@@ -303,8 +280,18 @@ class TopicIngestion:
         self.result = IngestResult(topic=topic, table_path=self.table_path)
         self.batch = _Batch()
         self.batch_id = str(uuid.uuid4())
+        # the batch being read: records (decoded or not yet), their bytes, when its first record came
+        self.batch_records = 0
+        self.batch_bytes = 0
         self.batch_started = time.monotonic()
-        self.decoder = Decoder(allow_flattened=settings.cdc_flattened_records)
+        # the chunk being read, and the chunks at the decode workers (or _END_OF_BATCH), in read order
+        self.chunk: list[RawRecord] = []
+        self.chunk_offsets: dict[int, int] = {}
+        self.chunk_bytes = 0
+        # the envelope prefix stripped from the values sent to the workers (learned from decoded chunks)
+        self.value_prefix: bytes | None = None
+        self.decoding: deque = deque()
+        self.max_decoding = 2 * settings.cdc_decode_workers
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"bronze-{topic}")
         self._in_flight: Future | None = None
         self.known_schemas = stored_schema_ids(settings, topic)
@@ -328,61 +315,97 @@ class TopicIngestion:
             self.assignment.append(TopicPartition(topic, p, start if p in stored else OFFSET_BEGINNING))
 
     def add(self, msg: Message) -> None:
+        """Takes a record into the current chunk; callers `flush()` after each consume call."""
         self.result.records_read += 1
+        if not self.batch_records:
+            self.batch_started = time.monotonic()
         value = msg.value()
-        self.batch.value_bytes += len(value or b"")
-        try:
-            record, envelope = self.decoder.decode_with_envelope(value, msg.key(), self.topic)
-        except DecodeError as exc:
-            self.batch.quarantine.append(_quarantine_row(msg, str(exc)))
-        else:
-            schema_id = envelope.id
-            if schema_id is not None and schema_id not in self.known_schemas:
-                self.known_schemas.add(schema_id)
-                self.batch.new_schemas[schema_id] = envelope
-            ts_type, ts = msg.timestamp()
-            # only immutable atoms in a row (a tuple, not a list, of unavailable columns): the garbage
-            # collector then stops tracking the rows, instead of walking a whole batch of them on every
-            # full collection (bench/ingest_cdc.py: +15 %)
-            self.batch.rows.append((
-                msg.partition(), msg.offset(), ts if ts_type else None, record.kind, record.op, record.schema,
-                record.table, _json(record.key), _json(record.before), _json(record.after),
-                record.unavailable_columns, _text(record.lsn), _text(record.tx_id), record.ts_ms,
-                _json(record.transaction), None if value is None else envelope.payload_bytes(value), schema_id,
-            ))
-        self.batch.next_offsets[msg.partition()] = msg.offset() + 1
+        size = len(value) if value is not None else 0
+        ts_type, ts = msg.timestamp()
+        partition, offset = msg.partition(), msg.offset()
+        self.chunk.append((partition, offset, ts if ts_type else None, msg.key(), *strip_prefix(value, self.value_prefix)))
+        self.chunk_offsets[partition] = offset + 1
+        self.chunk_bytes += size
+        self.batch_records += 1
+        self.batch_bytes += size
         # checked per record: one consume chunk of large records could otherwise exceed the byte bound
-        if self.batch_full:
-            self.commit()
+        if self.batch_records >= self.batch_size or self.batch_bytes >= MAX_BATCH_BYTES:
+            self._end_batch()
+        elif self.chunk_bytes >= MAX_CHUNK_BYTES:
+            self._send_chunk()
 
-    @property
-    def batch_full(self) -> bool:
-        return (
-            len(self.batch.rows) + len(self.batch.quarantine) >= self.batch_size
-            or self.batch.value_bytes >= MAX_BATCH_BYTES
-        )
+    def flush(self) -> None:
+        """Sends the chunk read so far to the decode workers and applies the chunks decoded meanwhile."""
+        self._send_chunk()
+        self._apply_decoded()
+
+    def commit(self) -> None:
+        """Ends the batch and waits until it is decoded and handed to the writer thread."""
+        self._end_batch()
+        self._apply_decoded(wait_all=True)
+
+    def _send_chunk(self) -> None:
+        if self.chunk:
+            future = POOL.submit(
+                self.settings.cdc_decode_workers,
+                self.topic, self.settings.cdc_flattened_records, self.value_prefix, self.chunk,
+            )
+            self.decoding.append((future, self.chunk_offsets))
+            self.chunk, self.chunk_offsets, self.chunk_bytes = [], {}, 0
+        self._apply_decoded()
+
+    def _end_batch(self) -> None:
+        self._send_chunk()
+        self.decoding.append(_END_OF_BATCH)
+        self.batch_records = self.batch_bytes = 0
+        self._apply_decoded()
+
+    def _apply_decoded(self, wait_all: bool = False) -> None:
+        """Applies decoded chunks in read order: those done, and more while too many are at the workers
+        (which bounds memory) or while `wait_all`."""
+        while self.decoding:
+            head = self.decoding[0]
+            if head is _END_OF_BATCH:
+                self.decoding.popleft()
+                self._hand_to_writer()
+                continue
+            future, offsets = head
+            if not (wait_all or future.done() or len(self.decoding) > self.max_decoding):
+                return
+            self.decoding.popleft()
+            self._apply(future.result(), offsets)
+
+    def _apply(self, chunk: DecodedChunk, offsets: dict[int, int]) -> None:
+        self.batch.chunks.append(chunk.rows)
+        self.batch.quarantine.extend(chunk.quarantine)
+        for schema_id, prefix in chunk.envelopes.items():
+            if schema_id not in self.known_schemas:
+                self.known_schemas.add(schema_id)
+                self.batch.new_schemas[schema_id] = prefix
+        self.batch.next_offsets.update(offsets)
+        if chunk.last_prefix is not None:
+            self.value_prefix = chunk.last_prefix
 
     @property
     def batch_age(self) -> float:
-        return time.monotonic() - self.batch_started
+        """Seconds since the first record of the batch being read (0 when it has none)."""
+        return time.monotonic() - self.batch_started if self.batch_records else 0.0
 
-    def commit(self) -> None:
-        """Hands the batch to the writer thread and starts a new one: the Delta write (delta-rs, without
-        the GIL) overlaps the decoding of the next batch. One batch at most is in flight, so commits stay
-        in offset order and memory stays bounded."""
+    def _hand_to_writer(self) -> None:
+        """The Delta write (delta-rs, without the GIL) overlaps the reading of the next batch. One batch at
+        most is in flight, so commits stay in offset order and memory stays bounded."""
         if self.batch.next_offsets:
             self.wait()
             self._in_flight = self._writer.submit(self._write, self.batch, self.batch_id)
         self.batch = _Batch()
         self.batch_id = str(uuid.uuid4())
-        self.batch_started = time.monotonic()
 
     def _write(self, batch: _Batch, batch_id: str) -> None:
         expected = {p: self.committed[p] for p in batch.next_offsets}
         commit_batch_with_offsets(self.settings, self.topic, self.table_path, batch, batch_id, expected)
         self.committed.update(batch.next_offsets)
         self.result.commits += 1
-        self.result.bronze_rows += len(batch.rows)
+        self.result.bronze_rows += batch.row_count
         self.result.quarantined += len(batch.quarantine)
 
     def wait(self) -> None:
@@ -398,7 +421,12 @@ class TopicIngestion:
 
     def close(self, failing: bool = False) -> None:
         """Waits for the batch in flight (a commit is never abandoned half way) and stops the writer.
-        `failing`: an error is already on its way out, and a failed commit must not replace it."""
+        `failing`: an error is already on its way out, and a failed commit must not replace it; chunks
+        still at the decode workers are dropped (they were never committed, a rerun reads them again)."""
+        for item in self.decoding:
+            if item is not _END_OF_BATCH:
+                item[0].cancel()
+        self.decoding.clear()
         try:
             self.wait()
         except Exception:
@@ -451,6 +479,7 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
                 ingestion.add(msg)
                 if msg.offset() + 1 >= targets[p]:
                     pending.discard(p)
+            ingestion.flush()
             if not pending:
                 ingestion.commit()
         ingestion.close()
@@ -484,8 +513,9 @@ def follow_topics(
                 if _check(msg):
                     ingestions[msg.topic()].add(msg)
             for ingestion in ingestions.values():
+                ingestion.flush()
                 ingestion.raise_if_commit_failed()
-                if ingestion.batch.next_offsets and ingestion.batch_age >= max_latency:
+                if ingestion.batch_age >= max_latency:
                     ingestion.commit()
         for ingestion in ingestions.values():
             ingestion.commit()
