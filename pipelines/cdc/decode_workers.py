@@ -90,8 +90,8 @@ _DECODERS: dict[bool, Decoder] = {}
 
 def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, records: list[RawRecord]) -> DecodedChunk:
     """Bronze rows of the records that decode, quarantine rows of those that do not. Runs in a worker.
-    `prefix`: the envelope prefix stripped from the records marked so; they are decoded whole again,
-    so a record decodes exactly as it arrived."""
+    `prefix`: the envelope prefix stripped from the records marked so; they decode exactly as the whole
+    value would (Decoder.decode_payload)."""
     decoder = _DECODERS.get(allow_flattened)
     if decoder is None:
         decoder = _DECODERS[allow_flattened] = Decoder(allow_flattened=allow_flattened)
@@ -100,12 +100,16 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     (partitions, offsets, kafka_ts, kinds, ops, schemas, tables, keys, befores, afters, unavailable, lsns, tx_ids,
      source_ts, transactions, payloads, schema_ids) = columns.values()
     for partition, offset, ts, key, value, stripped in records:
-        if stripped:
-            value = prefix + value + b"}"
         try:
-            decoded, envelope = decoder.decode_with_envelope(value, key, topic)
+            if stripped:
+                decoded, envelope = decoder.decode_payload(value, prefix, key, topic)
+                payload = value  # the envelope returned has this prefix
+            else:
+                decoded, envelope = decoder.decode_with_envelope(value, key, topic)
+                payload = None if value is None else envelope.payload_bytes(value)
         except DecodeError as exc:
-            quarantine.append(quarantine_row(topic, partition, offset, key, value, str(exc)))
+            original = prefix + value + b"}" if stripped else value
+            quarantine.append(quarantine_row(topic, partition, offset, key, original, str(exc)))
             continue
         schema_id = envelope.id
         if schema_id is not None:
@@ -125,7 +129,7 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
         tx_ids.append(_text(decoded.tx_id))
         source_ts.append(decoded.ts_ms)
         transactions.append(_json(decoded.transaction))
-        payloads.append(None if value is None else envelope.payload_bytes(value))
+        payloads.append(payload)
         schema_ids.append(schema_id)
     arrays = {name: pa.array(values, CHUNK_SCHEMA.field(name).type) for name, values in columns.items()
               if name not in ("kafka_ts", "source_ts")}

@@ -170,20 +170,11 @@ def commit_batch_with_offsets(
     """Schemas first (idempotent by id), then quarantine (own app transactions), then the rows with the
     offsets: whichever commit a crash interrupts, a retry neither duplicates nor skips. `expected`: the
     next offset per partition of the batch that this run believes the table holds (None: never read)."""
-    options = settings.delta_storage_options() or None
     now = datetime.now(timezone.utc)
     failpoint("cdc.before_write")
     table = _table_at_expected_offsets(settings, topic, table_path, expected)
     if batch.new_schemas:
-        schemas = [
-            {"schema_id": schema_id, "topic": topic, "envelope_prefix": prefix.decode("utf-8"),
-             "first_seen": now, "ingest_batch_id": batch_id}
-            for schema_id, prefix in batch.new_schemas.items()
-        ]
-        commit_retrying_conflicts(lambda: write_deltalake(
-            settings.bronze_path(SCHEMAS_TABLE), pa.Table.from_pylist(schemas, schema=CDC_SCHEMAS),
-            mode="append", storage_options=options,
-        ))
+        commit_retrying_conflicts(lambda: _commit_schemas(settings, topic, batch, batch_id, now))
     if batch.quarantine and commit_retrying_conflicts(lambda: _commit_quarantine(settings, topic, batch, batch_id, now)):
         failpoint("cdc.after_quarantine_commit")
     try:
@@ -206,6 +197,31 @@ def commit_batch_with_offsets(
             f"{topic}: another run committed to {table_path} at the same time; this run stops ({exc})"
         ) from exc
     failpoint("cdc.after_commit")
+
+
+def _schema_app_id(topic: str, schema_id: str) -> str:
+    return f"{topic}-schema-{schema_id}"
+
+
+def _commit_schemas(settings: Settings, topic: str, batch: _Batch, batch_id: str, now: datetime) -> None:
+    """Appends the batch's new schemas the table does not hold yet. Each row comes with an app transaction
+    of its own: two runs of a topic that both saw a schema first cannot both add it (delta-rs refuses the
+    later commit, and its retry finds the schema stored)."""
+    table = open_or_create(settings.bronze_path(SCHEMAS_TABLE), CDC_SCHEMAS, settings.delta_storage_options() or None)
+    fresh = {schema_id: prefix for schema_id, prefix in batch.new_schemas.items()
+             if table.transaction_version(_schema_app_id(topic, schema_id)) is None}
+    if not fresh:
+        return
+    rows = [{"schema_id": schema_id, "topic": topic, "envelope_prefix": prefix.decode("utf-8"), "first_seen": now,
+             "ingest_batch_id": batch_id} for schema_id, prefix in fresh.items()]
+    write_deltalake(
+        table,
+        pa.Table.from_pylist(rows, schema=CDC_SCHEMAS),
+        mode="append",
+        commit_properties=CommitProperties(
+            app_transactions=[Transaction(_schema_app_id(topic, schema_id), 1) for schema_id in fresh]
+        ),
+    )
 
 
 def _commit_quarantine(settings: Settings, topic: str, batch: _Batch, batch_id: str, now: datetime) -> bool:

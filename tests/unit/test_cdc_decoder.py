@@ -338,3 +338,48 @@ def test_decimal_text_has_the_digits_decimal_format_writes():
         for scale in range(-2, 10):
             digits = tuple(int(d) for d in str(abs(unscaled)))
             assert _unscaled_to_text(unscaled, scale) == format(Decimal((int(unscaled < 0), digits, -scale)), "f")
+
+
+def _compact_envelopes():
+    """Every fixture that is a JsonConverter envelope, written compactly as the converter does, and one
+    with a TOAST placeholder."""
+    for path in sorted(DEBEZIUM.rglob("*.json")) + sorted(LOCAL.glob("*.json")):
+        doc = json.loads(path.read_text())
+        if isinstance(doc, dict) and set(doc) == {"schema", "payload"} and isinstance(doc["schema"], dict):
+            yield pytest.param(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode(), id=path.name)
+    doc = json.loads((LOCAL / "pg_shop_orders_u.value.json").read_text())
+    doc["payload"]["after"]["shipping_address"] = "__debezium_unavailable_value"
+    yield pytest.param(json.dumps(doc, separators=(",", ":")).encode(), id="toast")
+
+
+def _outcome(decode):
+    try:
+        record, envelope = decode()
+        return record, envelope.prefix
+    except DecodeError as exc:
+        return "error", str(exc)
+
+
+@pytest.mark.parametrize("value", list(_compact_envelopes()))
+def test_a_value_without_its_envelope_prefix_decodes_as_the_whole_value(value):
+    """The CDC ingest sends its decode workers values without their envelope prefix."""
+    whole, envelope = Decoder().decode_with_envelope(value, None, "t")
+    assert envelope.prefix is not None and value.startswith(envelope.prefix)
+    assert whole.unavailable_columns == (("shipping_address",) if b"__debezium_unavailable_value" in value else ())
+    payload = value[len(envelope.prefix) : -1]
+    decoder = Decoder()
+    for _ in range(2):  # the first time the envelope is new to the decoder, then it is known
+        assert _outcome(lambda: decoder.decode_payload(payload, envelope.prefix, None, "t")) == (whole, envelope.prefix)
+
+
+@pytest.mark.parametrize(
+    "payload", [b'{"op":"c","after":', b"null", b'{"op":"x","after":{}}', b"[1]", b"{}", b'"text"', b"\xff"]
+)
+def test_a_payload_without_its_prefix_fails_or_not_as_the_whole_value_would(payload):
+    value = json.dumps(json.loads((LOCAL / "pg_shop_orders_u.value.json").read_text()), separators=(",", ":")).encode()
+    decoder = Decoder()
+    _, envelope = decoder.decode_with_envelope(value, None, "t")
+    prefix = envelope.prefix
+    assert _outcome(lambda: decoder.decode_payload(payload, prefix, None, "t")) == _outcome(
+        lambda: Decoder().decode_with_envelope(prefix + payload + b"}", None, "t")
+    )

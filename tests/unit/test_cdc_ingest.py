@@ -270,3 +270,29 @@ def test_a_concurrent_run_of_the_same_topic_is_stopped_and_nothing_is_written_tw
     assert len(offsets) == len(set(offsets)) == 36
     quarantined = DeltaTable(settings.bronze_path("quarantine")).to_pyarrow_table(columns=["partition", "offset"])
     assert quarantined.num_rows == len(set(zip(*quarantined.to_pydict().values()))) == 4
+
+
+def test_two_runs_that_both_see_a_new_schema_store_it_once(settings, monkeypatch):
+    """Overlapping runs of a topic both meet a schema the table does not hold. The other run stores it
+    after ours read the schema table and before ours writes: ours must not add it a second time."""
+    from datetime import datetime, timezone
+
+    from pipelines.cdc import ingest
+    from pipelines.shared_tables import commit_retrying_conflicts
+
+    now = datetime.now(timezone.utc)
+    batch = ingest._Batch(new_schemas={"a" * 64: b'{"schema":{"type":"struct"},"payload":'})
+    real_open = ingest.open_or_create
+    other_run = []
+
+    def open_then_let_the_other_run_commit(path, *args, **kwargs):
+        table = real_open(path, *args, **kwargs)
+        if path.endswith("cdc_schemas") and not other_run:
+            other_run.append(True)
+            ingest._commit_schemas(settings, "shop.public.orders", batch, "other-run", now)
+        return table
+
+    monkeypatch.setattr(ingest, "open_or_create", open_then_let_the_other_run_commit)
+    commit_retrying_conflicts(lambda: ingest._commit_schemas(settings, "shop.public.orders", batch, "our-run", now))
+    rows = DeltaTable(settings.bronze_path("cdc_schemas")).to_pyarrow_table().to_pylist()
+    assert [(r["schema_id"], r["ingest_batch_id"]) for r in rows] == [("a" * 64, "other-run")]
