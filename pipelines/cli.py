@@ -121,10 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[Exception], ...]:
     import duckdb
 
-    from pipelines.cdc.ingest import ConcurrentIngestError, KafkaTopicError
+    from pipelines.cdc.ingest import ConcurrentIngestError, DecodeWorkerError, KafkaTopicError
     from pipelines.stack.processes import StackError
 
-    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, duckdb.Error)
+    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, duckdb.Error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,6 +76,13 @@ class Settings:
 _ENV_PREFIX = "LAKEHOUSE_"
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (CPU affinity, e.g. `taskset` or a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def _defaults(data_dir: Path) -> dict[str, object]:
     return {
         "data_dir": data_dir,
@@ -93,7 +100,7 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "dbt_project_dir": PROJECT_DIR / "dbt_project",
         "cdc_flattened_records": False,
         # decoding is CPU-bound Python: one process per core, but a few are enough to outrun the consumer
-        "cdc_decode_workers": min(os.cpu_count() or 1, 4),
+        "cdc_decode_workers": min(_usable_cores(), 4),
         # Delta's own default (delta.deletedFileRetentionDuration): time travel and long reads keep working
         "vacuum_retention_hours": 168,
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,6 +26,7 @@ import pyarrow.compute as pc
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, UTC_MICROS
 from pipelines.cdc.decoder import DecodeError, Decoder
+from pipelines.failpoints import failpoint
 
 # (partition, offset, kafka timestamp in ms or None, key bytes, value bytes, stripped): what a worker
 # needs of a Kafka message (confluent-kafka's Message objects cannot be pickled). `stripped`: the value
@@ -92,6 +94,7 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     """Bronze rows of the records that decode, quarantine rows of those that do not. Runs in a worker.
     `prefix`: the envelope prefix stripped from the records marked so; they decode exactly as the whole
     value would (Decoder.decode_payload)."""
+    failpoint("cdc.decode_chunk")
     decoder = _DECODERS.get(allow_flattened)
     if decoder is None:
         decoder = _DECODERS[allow_flattened] = Decoder(allow_flattened=allow_flattened)
@@ -142,8 +145,13 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     return DecodedChunk(rows=rows, quarantine=quarantine, envelopes=envelopes, last_prefix=last_prefix)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose ingest process died (SIGKILL, OOM) would otherwise wait for work forever."""
+def _start_worker(parent: int) -> None:
+    """Workers stop with their ingest process, never on their own:
+    - Ctrl-C reaches the whole process group, and SIGTERM the whole cgroup under systemd, but only the
+      ingest process decides when to stop (a follower commits what it holds first), so workers ignore both;
+    - a worker whose ingest process died (SIGKILL, OOM) would otherwise wait for work forever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -157,6 +165,11 @@ class DecodePool:
     """The worker processes of one ingest process, started on first use and shared by its topics."""
 
     def __init__(self) -> None:
+        self._forget()
+        # a process forked from this one inherits the pool's state but not its threads: it starts its own
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._executor: ProcessPoolExecutor | None = None
         self._workers = 0
         self._lock = threading.Lock()
@@ -175,11 +188,12 @@ class DecodePool:
 
     def _replace(self, workers: int) -> None:
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            # chunks submitted before still complete (another ingestion of this process may wait for them)
+            self._executor.shutdown(wait=False)
         # spawn, not fork: the ingest process has librdkafka's and delta-rs's threads, whose locks a
         # forked child could inherit held
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_exit_with_parent, initargs=(os.getpid(),)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(os.getpid(),)
         )
         self._workers = workers
 

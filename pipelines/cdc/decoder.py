@@ -192,7 +192,9 @@ class _EnvelopeCache:
         schema, payload = _split_schema(_parse_json(raw, self.what))
         if schema is None:
             return _NO_SCHEMA, payload
-        if known is not None and known.schema == schema:
+        if known is not None and known.schema == schema and isinstance(raw, bytes) and raw.startswith(known.prefix):
+            # (the same schema written differently, e.g. with its keys in another order, is another
+            # envelope: value = prefix + raw payload + "}" must hold for the bytes that arrived)
             return known, payload
         prefix = _learn_prefix(raw, schema) if isinstance(raw, bytes) else None
         envelope = Envelope(schema=schema, prefix=prefix)

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -41,7 +42,9 @@ CDC_STREAMS = (*SOURCE_TABLES, TRANSACTIONS)
 SCHEMAS_TABLE = "cdc_schemas"
 # A batch also ends at this many bytes of record values, so memory stays bounded whatever the record
 # size (Debezium values with schemas are ~7 KB; one may be up to the broker's 64 MiB message limit).
-# A topic holds two batches at most: the one being built and the one its writer thread commits.
+# A topic holds at most the batch its writer thread commits, the batch being built, and
+# 2 × cdc_decode_workers chunks at the decode workers (each at most MAX_CHUNK_BYTES of values, or one
+# larger record).
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 # Records taken from librdkafka per call: small enough that the messages in hand stay a few MB. Each
 # call's records go to the decode workers as one chunk, cut short at MAX_CHUNK_BYTES of values.
@@ -389,7 +392,14 @@ class TopicIngestion:
             if not (wait_all or future.done() or len(self.decoding) > self.max_decoding):
                 return
             self.decoding.popleft()
-            self._apply(future.result(), offsets)
+            try:
+                chunk = future.result()
+            except BrokenProcessPool as exc:
+                raise DecodeWorkerError(
+                    f"{self.topic}: a decode worker process died (killed, or out of memory?); the records of "
+                    "this run not committed yet are read again by the next run"
+                ) from exc
+            self._apply(chunk, offsets)
 
     def _apply(self, chunk: DecodedChunk, offsets: dict[int, int]) -> None:
         self.batch.chunks.append(chunk.rows)
@@ -451,6 +461,10 @@ class TopicIngestion:
             _LOG.exception("%s: the batch in flight failed to commit as well; it will be read again", self.topic)
         finally:
             self._writer.shutdown()
+
+
+class DecodeWorkerError(RuntimeError):
+    """A decode worker process died while this run waited for it."""
 
 
 class KafkaTopicError(RuntimeError):

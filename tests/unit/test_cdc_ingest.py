@@ -296,3 +296,66 @@ def test_two_runs_that_both_see_a_new_schema_store_it_once(settings, monkeypatch
     commit_retrying_conflicts(lambda: ingest._commit_schemas(settings, "shop.public.orders", batch, "our-run", now))
     rows = DeltaTable(settings.bronze_path("cdc_schemas")).to_pyarrow_table().to_pylist()
     assert [(r["schema_id"], r["ingest_batch_id"]) for r in rows] == [("a" * 64, "other-run")]
+
+
+def test_a_decode_worker_that_dies_fails_the_run_and_the_next_run_reads_its_records(mock_kafka, settings, monkeypatch):
+    """A worker killed mid-run (OOM killer, an operator): the run stops with a one-line error, commits
+    nothing it has not decoded, and the next run completes the topic exactly once."""
+    from dataclasses import replace
+
+    from pipelines.cdc import ingest
+    from pipelines.cdc.ingest import DecodeWorkerError
+
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 60)
+    monkeypatch.setattr(ingest, "CONSUME_CHUNK", 4)
+    # a pool of its own (another worker count), started with the worker's failpoint armed
+    monkeypatch.setenv("LAKEHOUSE_FAILPOINTS", "cdc.decode_chunk:5")
+    with pytest.raises(DecodeWorkerError, match="decode worker process died"):
+        ingest_topic(replace(settings, cdc_decode_workers=1), "shop.public.orders", batch_size=8)
+    monkeypatch.delenv("LAKEHOUSE_FAILPOINTS")
+    committed = len(_offsets(settings, "cdc_orders"))
+    assert committed < 60
+    again = ingest_topic(settings, "shop.public.orders")
+    assert again.records_read == 60 - committed
+    offsets = _offsets(settings, "cdc_orders")
+    assert len(offsets) == len(set(offsets)) == 60
+
+
+def test_a_schema_change_mid_topic_reaches_bronze_while_values_travel_without_their_prefix(mock_kafka, settings, monkeypatch):
+    """Values go to the decode workers without the envelope prefix learned from earlier chunks; a value
+    under a new schema has another prefix and travels whole. Both kinds land byte for byte."""
+    from pipelines.cdc import ingest
+
+    producer, _ = mock_kafka
+    narrow = {"type": "struct", "fields": [{"type": "struct", "optional": True, "field": "after",
+                                            "fields": [{"type": "string", "field": "order_id"}]}]}
+    wide = {"type": "struct", "fields": [{"type": "struct", "optional": True, "field": "after",
+                                          "fields": [{"type": "string", "field": "order_id"},
+                                                     {"type": "int32", "optional": True, "field": "priority"}]}]}
+    values = []
+    for i in range(60):
+        after = {"order_id": f"o{i}", **({"priority": i} if i >= 30 else {})}
+        payload = {**CREATE["payload"], "after": after, "source": {**CREATE["payload"]["source"], "lsn": i}}
+        values.append(json.dumps({"schema": narrow if i < 30 else wide, "payload": payload}, separators=(",", ":")).encode())
+        producer.produce("shop.public.orders", value=values[-1], partition=0)
+    producer.flush(10)
+    monkeypatch.setattr(ingest, "CONSUME_CHUNK", 3)
+    sent_stripped = []
+
+    def strip_prefix(value, prefix):
+        stripped = ingest_strip_prefix(value, prefix)
+        sent_stripped.append(stripped[1])
+        return stripped
+
+    ingest_strip_prefix = ingest.strip_prefix
+    monkeypatch.setattr(ingest, "strip_prefix", strip_prefix)
+    assert ingest_topic(settings, "shop.public.orders", batch_size=12).bronze_rows == 60
+    assert any(sent_stripped[:30]) and any(sent_stripped[30:]) and not all(sent_stripped[30:])
+
+    prefixes = {r["schema_id"]: r["envelope_prefix"]
+                for r in DeltaTable(settings.bronze_path("cdc_schemas")).to_pyarrow_table().to_pylist()}
+    assert len(prefixes) == 2
+    rows = sorted(DeltaTable(settings.bronze_path("cdc_orders")).to_pyarrow_table().to_pylist(), key=lambda r: r["offset"])
+    assert [(prefixes[r["value_schema_id"]] + r["raw_payload"] + "}").encode() for r in rows] == values
+    assert [json.loads(r["after"]).get("priority") for r in rows] == [None] * 30 + list(range(30, 60))

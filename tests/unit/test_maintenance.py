@@ -94,3 +94,12 @@ def test_maintain_command(lake):
     assert done.returncode == 0, done.stderr
     assert "bronze.cdc_orders: 4 files compacted into 1, 0 deleted" in done.stdout
     assert done.stdout.strip().endswith("2 tables, vacuum retention 168 h")
+
+
+def test_the_number_of_decode_workers_is_a_whole_number_of_at_least_one(tmp_path):
+    from pipelines.settings import SettingsError, load_settings
+
+    assert load_settings({"LAKEHOUSE_DATA_DIR": str(tmp_path), "LAKEHOUSE_CDC_DECODE_WORKERS": "3"}).cdc_decode_workers == 3
+    for wrong in ("0", "two", "-1"):
+        with pytest.raises(SettingsError, match="cdc_decode_workers"):
+            load_settings({"LAKEHOUSE_DATA_DIR": str(tmp_path), "LAKEHOUSE_CDC_DECODE_WORKERS": wrong})
