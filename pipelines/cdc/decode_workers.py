@@ -1,7 +1,7 @@
 """Kafka records → bronze rows, decoded in worker processes.
 
-Decoding is pure Python and holds the GIL: one process decodes about 30k Debezium events a second,
-a third of what a bare consumer reads (bench/ingest_cdc.py). So the ingest process only consumes and
+Decoding is pure Python and holds the GIL: one process decoded about 30k Debezium events a second with
+a core to spare (bench/ingest_cdc.py). So the ingest process only consumes and
 commits; chunks of raw records go to a pool of worker processes and come back as Arrow record batches
 of bronze rows plus the quarantined records. Workers hold no state that changes a result (only each
 topic's schema envelope, a cache), so any worker may decode any chunk, and the ingest process applies
@@ -31,7 +31,7 @@ from pipelines.failpoints import failpoint
 # (partition, offset, kafka timestamp in ms or None, key bytes, value bytes, stripped): what a worker
 # needs of a Kafka message (confluent-kafka's Message objects cannot be pickled). `stripped`: the value
 # is sent without the envelope prefix of its chunk (`{"schema":...,"payload":` and the closing `}`).
-# Debezium repeats its schema in every value, so that is about four fifths of the bytes a worker receives.
+# Debezium repeats its schema in every value: about four fifths of its bytes need not travel.
 RawRecord = tuple[int, int, "int | None", "bytes | None", "bytes | None", bool]
 
 # the columns a worker fills; the ingest process adds the per-batch ones (topic, ingested_at, ...)
