@@ -102,21 +102,24 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     quarantine, envelopes, last_prefix = [], {}, None
     (partitions, offsets, kafka_ts, kinds, ops, schemas, tables, keys, befores, afters, unavailable, lsns, tx_ids,
      source_ts, transactions, payloads, schema_ids) = columns.values()
-    for partition, offset, ts, key, value, stripped in records:
+    sources: list[RawRecord] = []  # the record of each row, should the row not fit its columns
+    for record in records:
+        partition, offset, ts, key, value, stripped = record
         try:
             if stripped:
                 decoded, envelope = decoder.decode_payload(value, prefix, key, topic)
-                payload = value  # the envelope returned has this prefix
+                # a value that starts with the prefix yet is no envelope under it is stored whole
+                payload = value if envelope.prefix == prefix else envelope.payload_bytes(prefix + value + b"}")
             else:
                 decoded, envelope = decoder.decode_with_envelope(value, key, topic)
                 payload = None if value is None else envelope.payload_bytes(value)
         except DecodeError as exc:
-            original = prefix + value + b"}" if stripped else value
-            quarantine.append(quarantine_row(topic, partition, offset, key, original, str(exc)))
+            quarantine.append(quarantine_row(topic, partition, offset, key, _original(record, prefix), str(exc)))
             continue
         schema_id = envelope.id
         if schema_id is not None:
             last_prefix = envelopes[schema_id] = envelope.prefix
+        sources.append(record)
         partitions.append(partition)
         offsets.append(offset)
         kafka_ts.append(ts)
@@ -134,6 +137,19 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
         transactions.append(_json(decoded.transaction))
         payloads.append(payload)
         schema_ids.append(schema_id)
+    try:
+        rows = _record_batch(topic, columns)
+    except _UNSTORABLE:
+        rows = _storable_rows(topic, prefix, columns, sources, quarantine)
+    return DecodedChunk(rows=rows, quarantine=quarantine, envelopes=envelopes, last_prefix=last_prefix)
+
+
+def _original(record: RawRecord, prefix: bytes | None) -> bytes | None:
+    _, _, _, _, value, stripped = record
+    return prefix + value + b"}" if stripped else value
+
+
+def _record_batch(topic: str, columns: dict[str, list]) -> pa.RecordBatch:
     arrays = {name: pa.array(values, CHUNK_SCHEMA.field(name).type) for name, values in columns.items()
               if name not in ("kafka_ts", "source_ts")}
     for name in ("kafka_ts", "source_ts"):
@@ -141,8 +157,28 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     arrays["bronze_id"] = pc.binary_join_element_wise(
         topic, arrays["partition"].cast(pa.string()), arrays["offset"].cast(pa.string()), "/"
     )
-    rows = pa.RecordBatch.from_arrays([arrays[name] for name in CHUNK_COLUMNS], schema=CHUNK_SCHEMA)
-    return DecodedChunk(rows=rows, quarantine=quarantine, envelopes=envelopes, last_prefix=last_prefix)
+    return pa.RecordBatch.from_arrays([arrays[name] for name in CHUNK_COLUMNS], schema=CHUNK_SCHEMA)
+
+
+# what Arrow raises for a value that does not fit its column
+_UNSTORABLE = (pa.ArrowException, ValueError, TypeError, OverflowError)
+
+
+def _storable_rows(
+    topic: str, prefix: bytes | None, columns: dict[str, list], sources: list[RawRecord], quarantine: list[dict]
+) -> pa.RecordBatch:
+    """The chunk's rows without those Arrow cannot store (which go to quarantine): the decoder checks what
+    it knows to check, and one unforeseen value must not stop the topic."""
+    keep = []
+    for i, record in enumerate(sources):
+        try:
+            _record_batch(topic, {name: values[i : i + 1] for name, values in columns.items()})
+            keep.append(i)
+        except _UNSTORABLE as exc:
+            partition, offset, _, key, _, _ = record
+            reason = f"decoded, but cannot be stored in bronze: {exc}"
+            quarantine.append(quarantine_row(topic, partition, offset, key, _original(record, prefix), reason))
+    return _record_batch(topic, {name: [values[i] for i in keep] for name, values in columns.items()})
 
 
 def _start_worker(parent: int) -> None:
@@ -161,6 +197,9 @@ def _start_worker(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+_INHERITED: list[ProcessPoolExecutor] = []
+
+
 class DecodePool:
     """The worker processes of one ingest process, started on first use and shared by its topics."""
 
@@ -170,6 +209,10 @@ class DecodePool:
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
+        if getattr(self, "_executor", None) is not None:
+            # an executor inherited through fork stays referenced: releasing it would run its cleanup,
+            # which takes a lock the parent's manager thread may have held at the fork
+            _INHERITED.append(self._executor)
         self._executor: ProcessPoolExecutor | None = None
         self._workers = 0
         self._lock = threading.Lock()

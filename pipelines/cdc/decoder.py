@@ -20,6 +20,8 @@ import orjson
 from pipelines.cdc.logical_types import LogicalTypeError, field_schemas, struct_decoder
 
 OPS = ("c", "u", "d", "r", "t", "m")
+# bronze keeps source_ts in microseconds in an int64
+_MAX_MILLIS = (2**63 - 1) // 1000
 TOAST_PLACEHOLDER = "__debezium_unavailable_value"
 # The same placeholder as it appears in binary (base64) and array columns
 _TOAST_FORMS = (TOAST_PLACEHOLDER, base64.b64encode(TOAST_PLACEHOLDER.encode()).decode(), [TOAST_PLACEHOLDER])
@@ -55,6 +57,17 @@ class DecodedRecord:
     # columns whose value Debezium did not have (unchanged TOASTed values); silver keeps the old value
     unavailable_columns: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        """What bronze stores in typed columns must have its type: a record that says otherwise is
+        quarantined with the reason, not left to fail the whole batch when it is written."""
+        ts_ms = self.ts_ms
+        if ts_ms is not None and (ts_ms.__class__ is not int or not -_MAX_MILLIS <= ts_ms <= _MAX_MILLIS):
+            raise DecodeError(f"ts_ms must be an integer number of milliseconds since the epoch, got {ts_ms!r}")
+        for what, value in (("connector", self.connector), ("database", self.database), ("schema", self.schema),
+                            ("table", self.table)):
+            if value is not None and value.__class__ is not str:
+                raise DecodeError(f"source {what} must be a string, got {value!r}")
+
     def contract(self) -> dict[str, Any]:
         """The `lakehouse cdc decode` output object."""
         values = asdict(self)
@@ -75,6 +88,8 @@ def _parse_json(raw: bytes | str | None, what: str) -> Any:
         raise DecodeError(f"{what} is not UTF-8 text (binary data?): {exc.reason} at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:
         raise DecodeError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    except RecursionError as exc:  # orjson stops at 1,024 levels; json at Python's recursion limit
+        raise DecodeError(f"{what} is JSON nested too deeply to decode") from exc
 
 
 def _split_schema(document: Any) -> tuple[dict | None, Any]:
@@ -192,11 +207,12 @@ class _EnvelopeCache:
         schema, payload = _split_schema(_parse_json(raw, self.what))
         if schema is None:
             return _NO_SCHEMA, payload
-        if known is not None and known.schema == schema and isinstance(raw, bytes) and raw.startswith(known.prefix):
+        framed = isinstance(raw, bytes) and raw.endswith(b"}")  # prefix + payload + "}", nothing after
+        if known is not None and known.schema == schema and framed and raw.startswith(known.prefix):
             # (the same schema written differently, e.g. with its keys in another order, is another
             # envelope: value = prefix + raw payload + "}" must hold for the bytes that arrived)
             return known, payload
-        prefix = _learn_prefix(raw, schema) if isinstance(raw, bytes) else None
+        prefix = _learn_prefix(raw, schema) if framed else None
         envelope = Envelope(schema=schema, prefix=prefix)
         if prefix is not None:
             self.last[topic] = envelope

@@ -285,6 +285,16 @@ def _consumer(settings: Settings) -> Consumer:
 _END_OF_BATCH = object()
 
 
+@dataclass
+class _Decoding:
+    """A chunk at the decode workers: its decode_chunk arguments and the offsets it reaches."""
+
+    future: Future
+    chunk: tuple
+    offsets: dict[int, int]
+    retried: bool = False
+
+
 class TopicIngestion:
     """One topic's way into bronze: where to start, the batch being built, and its commits.
 
@@ -365,11 +375,8 @@ class TopicIngestion:
 
     def _send_chunk(self) -> None:
         if self.chunk:
-            future = POOL.submit(
-                self.settings.cdc_decode_workers,
-                self.topic, self.settings.cdc_flattened_records, self.value_prefix, self.chunk,
-            )
-            self.decoding.append((future, self.chunk_offsets))
+            chunk = (self.topic, self.settings.cdc_flattened_records, self.value_prefix, self.chunk)
+            self.decoding.append(_Decoding(POOL.submit(self.settings.cdc_decode_workers, *chunk), chunk, self.chunk_offsets))
             self.chunk, self.chunk_offsets, self.chunk_bytes = [], {}, 0
         self._apply_decoded()
 
@@ -388,18 +395,22 @@ class TopicIngestion:
                 self.decoding.popleft()
                 self._hand_to_writer()
                 continue
-            future, offsets = head
-            if not (wait_all or future.done() or len(self.decoding) > self.max_decoding):
+            if not (wait_all or head.future.done() or len(self.decoding) > self.max_decoding):
                 return
-            self.decoding.popleft()
             try:
-                chunk = future.result()
+                chunk = head.future.result()
             except BrokenProcessPool as exc:
-                raise DecodeWorkerError(
-                    f"{self.topic}: a decode worker process died (killed, or out of memory?); the records of "
-                    "this run not committed yet are read again by the next run"
-                ) from exc
-            self._apply(chunk, offsets)
+                # decoding is a pure function of the chunk: a worker that died (killed, out of memory, or
+                # by a Ctrl-C that came while it started) costs one more try in a fresh pool
+                if head.retried:
+                    raise DecodeWorkerError(
+                        f"{self.topic}: decode worker processes died twice on the same records (killed, or out of "
+                        "memory?); the records of this run not committed yet are read again by the next run"
+                    ) from exc
+                head.future, head.retried = POOL.submit(self.settings.cdc_decode_workers, *head.chunk), True
+                continue
+            self.decoding.popleft()
+            self._apply(chunk, head.offsets)
 
     def _apply(self, chunk: DecodedChunk, offsets: dict[int, int]) -> None:
         self.batch.chunks.append(chunk.rows)
@@ -451,7 +462,7 @@ class TopicIngestion:
         still at the decode workers are dropped (they were never committed, a rerun reads them again)."""
         for item in self.decoding:
             if item is not _END_OF_BATCH:
-                item[0].cancel()
+                item.future.cancel()
         self.decoding.clear()
         try:
             self.wait()

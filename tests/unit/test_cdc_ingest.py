@@ -298,9 +298,45 @@ def test_two_runs_that_both_see_a_new_schema_store_it_once(settings, monkeypatch
     assert [(r["schema_id"], r["ingest_batch_id"]) for r in rows] == [("a" * 64, "other-run")]
 
 
-def test_a_decode_worker_that_dies_fails_the_run_and_the_next_run_reads_its_records(mock_kafka, settings, monkeypatch):
-    """A worker killed mid-run (OOM killer, an operator): the run stops with a one-line error, commits
-    nothing it has not decoded, and the next run completes the topic exactly once."""
+def test_a_decode_worker_killed_mid_run_costs_a_retry_not_the_run(mock_kafka, settings, monkeypatch):
+    """The OOM killer or an operator kills the workers while a chunk waits for them: the chunk is decoded
+    again in a fresh pool and the run completes the topic exactly once."""
+    import os
+    import signal
+
+    from pipelines.cdc import ingest
+    from pipelines.cdc.decode_workers import POOL
+
+    producer, _ = mock_kafka
+    _produce(producer, "shop.public.orders", 60)
+    monkeypatch.setattr(ingest, "CONSUME_CHUNK", 4)
+    submitted = []
+
+    class KillingPool:
+        def submit(self, workers, *chunk):
+            submitted.append(chunk)
+            if len(submitted) != 3:
+                return POOL.submit(workers, *chunk)
+            # stopped first, so the chunk certainly waits for a worker that then dies
+            pids = [p.pid for p in POOL._executor._processes.values()]
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            future = POOL.submit(workers, *chunk)
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            return future
+
+    monkeypatch.setattr(ingest, "POOL", KillingPool())
+    result = ingest_topic(settings, "shop.public.orders", batch_size=8)
+    assert result.records_read == result.bronze_rows == 60
+    assert any(later[3] is submitted[2][3] for later in submitted[3:])  # the killed chunk went again
+    offsets = _offsets(settings, "cdc_orders")
+    assert len(offsets) == len(set(offsets)) == 60
+
+
+def test_workers_that_die_on_every_try_stop_the_run_and_the_next_run_reads_its_records(mock_kafka, settings, monkeypatch):
+    """A chunk no worker survives (killed twice): the run stops with a one-line error, commits nothing
+    it has not decoded, and the next run completes the topic exactly once."""
     from dataclasses import replace
 
     from pipelines.cdc import ingest
@@ -309,15 +345,14 @@ def test_a_decode_worker_that_dies_fails_the_run_and_the_next_run_reads_its_reco
     producer, _ = mock_kafka
     _produce(producer, "shop.public.orders", 60)
     monkeypatch.setattr(ingest, "CONSUME_CHUNK", 4)
-    # a pool of its own (another worker count), started with the worker's failpoint armed
-    monkeypatch.setenv("LAKEHOUSE_FAILPOINTS", "cdc.decode_chunk:5")
-    with pytest.raises(DecodeWorkerError, match="decode worker process died"):
-        ingest_topic(replace(settings, cdc_decode_workers=1), "shop.public.orders", batch_size=8)
+    # a pool of its own (another worker count), whose workers each die at their first chunk
+    monkeypatch.setenv("LAKEHOUSE_FAILPOINTS", "cdc.decode_chunk:1")
+    with pytest.raises(DecodeWorkerError, match="died twice on the same records"):
+        ingest_topic(replace(settings, cdc_decode_workers=settings.cdc_decode_workers + 1), "shop.public.orders", batch_size=8)
     monkeypatch.delenv("LAKEHOUSE_FAILPOINTS")
-    committed = len(_offsets(settings, "cdc_orders"))
-    assert committed < 60
+    assert not DeltaTable.is_deltatable(settings.bronze_path("cdc_orders")) or _offsets(settings, "cdc_orders") == []
     again = ingest_topic(settings, "shop.public.orders")
-    assert again.records_read == 60 - committed
+    assert again.records_read == 60
     offsets = _offsets(settings, "cdc_orders")
     assert len(offsets) == len(set(offsets)) == 60
 

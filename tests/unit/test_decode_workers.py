@@ -95,6 +95,38 @@ def test_the_pool_decodes_in_another_process_and_recovers_from_a_killed_worker()
         pytest.fail("the pool did not recover from a killed worker")
 
 
+def test_workers_ignore_ctrl_c_and_sigterm_which_are_for_the_ingest_process_to_act_on():
+    records = _records([_value(0)])
+    assert POOL.submit(1, TOPIC, False, None, records).result(timeout=60).rows.num_rows == 1
+    pids = sorted(p.pid for p in POOL._executor._processes.values())
+    for pid in pids:
+        os.kill(pid, signal.SIGINT)
+        os.kill(pid, signal.SIGTERM)
+    time.sleep(0.5)
+    assert POOL.submit(1, TOPIC, False, None, records).result(timeout=60).rows.num_rows == 1
+    assert sorted(p.pid for p in POOL._executor._processes.values()) == pids
+
+
+def test_a_process_forked_after_the_pool_started_decodes_with_a_pool_of_its_own():
+    records = _records([_value(0)])
+    assert POOL.submit(1, TOPIC, False, None, records).result(timeout=60).rows.num_rows == 1
+    child = os.fork()
+    if child == 0:
+        ok = False
+        try:
+            ok = POOL.submit(1, TOPIC, False, None, records).result(timeout=60).rows.num_rows == 1
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(child, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if done[0] == 0:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        pytest.fail("the forked process hung on the parent's pool")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
 def test_workers_exit_when_the_ingest_process_is_killed(tmp_path):
     script = textwrap.dedent(f"""
         import sys
@@ -124,3 +156,63 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def _decimal_schema(scale: str, extra: list | None = None) -> dict:
+    row = {"type": "struct", "optional": True, "fields": [
+        {"type": "string", "optional": False, "field": "order_id"},
+        {"type": "bytes", "optional": False, "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
+         "parameters": {"scale": scale}, "field": "total_amount"}, *(extra or [])]}
+    return {**SCHEMA, "fields": [{**row, "field": "before"}, {**row, "field": "after"}, SCHEMA["fields"][2]]}
+
+
+def test_each_value_decodes_under_its_own_schema_when_schemas_alternate_within_a_chunk():
+    """Stripped values under one schema, a whole value under another between them: the decoder's memo of
+    the last prefix it compared must not hand the second schema to the third value."""
+    narrow, wide = _decimal_schema("2"), _decimal_schema("3", [{"type": "string", "optional": True, "field": "note"}])
+    prefix = decode_chunk(TOPIC, False, None, _records([_value(0, narrow)])).last_prefix
+    chunk = decode_chunk(TOPIC, False, prefix, [
+        (0, 1, None, None, *strip_prefix(_value(1, narrow), prefix)),
+        (0, 2, None, None, _value(2, wide), False),
+        (0, 3, None, None, *strip_prefix(_value(3, narrow), prefix)),
+    ])
+    amounts = [json.loads(after)["total_amount"] for after in chunk.rows.column("after").to_pylist()]
+    assert amounts == ["2.03", "0.203", "2.03"]
+
+
+def test_a_value_that_starts_with_the_prefix_but_is_no_envelope_under_it_is_kept_whole():
+    """An extra top-level key, or a byte after the closing brace: such a value is not `prefix + payload +
+    "}"`, so bronze must hold it whole (no schema id), never the stripped part alone."""
+    prefix = decode_chunk(TOPIC, True, None, _records([_value(0)])).last_prefix
+    extra_key = _value(1)[:-1] + b',"x":1}'
+    trailing_newline = _value(2) + b"\n"
+    # with flattened records allowed, the extra-key document decodes as a row
+    stored = {row["offset"]: row for row in decode_chunk(
+        TOPIC, True, prefix, _records([extra_key, trailing_newline], prefix)).rows.to_pylist()}
+    assert stored[0]["value_schema_id"] is None and stored[0]["raw_payload"].encode() == extra_key
+    assert stored[1]["value_schema_id"] is None and stored[1]["raw_payload"].encode() == trailing_newline
+    # without, it is quarantined, with the bytes that arrived
+    [row] = decode_chunk(TOPIC, False, prefix, _records([extra_key], prefix)).quarantine
+    assert row["raw_value"] == extra_key
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"op":"c","after":{"id":1},"ts_ms":"soon"}', "ts_ms must be an integer"),
+        (b'{"op":"c","after":{"id":1},"ts_ms":99999999999999999999}', "ts_ms must be an integer"),
+        (b'{"op":"c","after":{"id":1},"ts_ms":1e300}', "ts_ms must be an integer"),
+        (b'{"op":"c","after":{"id":1},"source":{"table":{"name":"orders"}}}', "table must be a string"),
+        (b'{"op":"c","after":' * 3000 + b"1" + b"}" * 3000, "nested too deeply"),
+        (b'{"op":"c","after":{"id":1},"source":{"table":"\\ud800","lsn":1}}', "cannot be stored in bronze"),
+    ],
+    ids=["ts_text", "ts_beyond_int64", "ts_float", "table_object", "deep_nesting", "lone_surrogate"],
+)
+def test_a_value_bronze_cannot_store_is_quarantined_and_its_neighbours_are_kept(value, reason):
+    good = b'{"op":"c","after":{"id":2},"source":{"lsn":2}}'
+    chunk = decode_chunk(TOPIC, False, None, [(0, 0, None, None, good, False), (0, 1, None, b"{\"id\":1}", value, False),
+                                              (0, 2, None, None, good, False)])
+    assert chunk.rows.column("offset").to_pylist() == [0, 2]
+    [row] = chunk.quarantine
+    assert (row["offset"], row["raw_key"], row["raw_value"]) == (1, b"{\"id\":1}", value)
+    assert reason in row["error"]
