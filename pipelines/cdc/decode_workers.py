@@ -103,13 +103,17 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
     (partitions, offsets, kafka_ts, kinds, ops, schemas, tables, keys, befores, afters, unavailable, lsns, tx_ids,
      source_ts, transactions, payloads, schema_ids) = columns.values()
     sources: list[RawRecord] = []  # the record of each row, should the row not fit its columns
+    under_prefix: dict[str | None, bool] = {}  # envelope id → whether its prefix is the chunk's
     for record in records:
         partition, offset, ts, key, value, stripped = record
         try:
             if stripped:
                 decoded, envelope = decoder.decode_payload(value, prefix, key, topic)
-                # a value that starts with the prefix yet is no envelope under it is stored whole
-                payload = value if envelope.prefix == prefix else envelope.payload_bytes(prefix + value + b"}")
+                # a value that starts with the prefix yet is no envelope under it is stored whole; the
+                # comparison is made once per envelope of the chunk (its id hashes its prefix)
+                if envelope.id not in under_prefix:
+                    under_prefix[envelope.id] = envelope.prefix == prefix
+                payload = value if under_prefix[envelope.id] else envelope.payload_bytes(prefix + value + b"}")
             else:
                 decoded, envelope = decoder.decode_with_envelope(value, key, topic)
                 payload = None if value is None else envelope.payload_bytes(value)

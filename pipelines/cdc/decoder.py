@@ -363,7 +363,8 @@ class Decoder:
         """What decode_with_envelope(prefix + payload + b"}", key, topic) returns, for a value whose
         envelope prefix the caller has cut off (the CDC ingest does, to send its decode workers less),
         without putting the value together again: on this machine copying 8 KB costs as much as parsing
-        the payload. The envelope returned has this prefix."""
+        the payload. The envelope returned has this prefix unless the whole value is no envelope under it
+        (an extra top-level key, say)."""
         envelope = self._values.known(topic, prefix)
         if envelope is not None:
             try:

@@ -360,8 +360,9 @@ class TopicIngestion:
         # checked per record: one consume chunk of large records could otherwise exceed the byte bound
         if self.batch_records >= self.batch_size or self.batch_bytes >= MAX_BATCH_BYTES:
             self._end_batch()
+            self._apply_decoded()
         elif self.chunk_bytes >= MAX_CHUNK_BYTES:
-            self._send_chunk()
+            self.flush()
 
     def flush(self) -> None:
         """Sends the chunk read so far to the decode workers and applies the chunks decoded meanwhile."""
@@ -378,13 +379,11 @@ class TopicIngestion:
             chunk = (self.topic, self.settings.cdc_flattened_records, self.value_prefix, self.chunk)
             self.decoding.append(_Decoding(POOL.submit(self.settings.cdc_decode_workers, *chunk), chunk, self.chunk_offsets))
             self.chunk, self.chunk_offsets, self.chunk_bytes = [], {}, 0
-        self._apply_decoded()
 
     def _end_batch(self) -> None:
         self._send_chunk()
         self.decoding.append(_END_OF_BATCH)
         self.batch_records = self.batch_bytes = 0
-        self._apply_decoded()
 
     def _apply_decoded(self, wait_all: bool = False) -> None:
         """Applies decoded chunks in read order: those done, and more while too many are at the workers
