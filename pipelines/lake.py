@@ -36,7 +36,8 @@ def prepare_connection(conn: duckdb.DuckDBPyConnection) -> None:
     """Load the lake's extensions and read times in UTC (business days are UTC days everywhere)."""
     conn.execute(f"LOAD '{DELTA_EXTENSION}'")
     conn.execute(f"LOAD '{HTTPFS_EXTENSION}'")
-    conn.execute("SET TimeZone = 'UTC'")
+    # GLOBAL: cursors (dbt's threads, the dbt plugin) do not inherit a connection's own settings
+    conn.execute("SET GLOBAL TimeZone = 'UTC'")
 
 
 def connect(database: str = ":memory:") -> duckdb.DuckDBPyConnection:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -158,11 +159,12 @@ def write_batch(root: Path, batch: dict[str, list[dict]], mode: str = "append") 
                         mode=mode)
 
 
-def dbt(root: Path, command: str) -> None:
-    env = {**os.environ, "LAKEHOUSE_DATA_DIR": str(root), "PYTHONPATH": str(PROJECT)}
+def dbt(root: Path, *args: str) -> None:
+    # business days are UTC days whatever the host's zone: New York puts these early-UTC changes on the day before
+    env = {**os.environ, "LAKEHOUSE_DATA_DIR": str(root), "PYTHONPATH": str(PROJECT), "TZ": "America/New_York"}
     env.pop("LAKEHOUSE_CONFIG", None)
     done = subprocess.run(
-        [DBT, command, "--project-dir", str(PROJECT / "dbt_project"), "--profiles-dir", str(PROJECT / "dbt_project"),
+        [DBT, *args, "--project-dir", str(PROJECT / "dbt_project"), "--profiles-dir", str(PROJECT / "dbt_project"),
          "--target-path", str(root / "target"), "--log-path", str(root / "logs")],
         cwd=PROJECT / "dbt_project", env=env, capture_output=True, text=True, timeout=600,
     )
@@ -287,6 +289,29 @@ def test_scd2_tables_keep_closed_versions_in_their_own_partition(clean, perturbe
             files = delta.file_uris()
             closed = [r for r in read(root, layer, table) if not r["is_current"]]
             assert all("is_current=" in uri for uri in files) and (not closed or any("is_current=false" in u for u in files))
+
+
+def test_business_days_and_hours_are_utc_on_a_host_in_another_zone(clean):
+    (o1,) = [r for r in read(clean, "gold", "fct_orders") if r["is_current"]]
+    assert (o1["order_ts"], o1["order_date"]) == (at(150), date(2026, 11, 1))
+    assert [(r["order_date"], r["order_count"]) for r in read(clean, "gold", "agg_daily_sales")] == [(date(2026, 11, 1), 1)]
+    assert [r["order_hour"] for r in read(clean, "gold", "agg_hourly_revenue")] == [datetime(2026, 11, 1, tzinfo=UTC)]
+    assert [r["funnel_date"] for r in read(clean, "gold", "agg_daily_funnel")] == [date(2026, 11, 1)]
+
+
+def test_customer_features_as_of_a_given_instant(clean, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(clean, root)
+    # a second current order (of C2), so that current state holds more than one order
+    o3 = Change("orders", "c", 400, order | {"order_id": uid(12), "customer_id": C2, "status": "CONFIRMED"} | audit(400))
+    write_batch(root, {"orders": [r | {"offset": 100, "bronze_id": "shop.public.orders/0/100", "ingested_at": at(5000)}
+                                  for r in bronze_rows([o3], "orders", [0])]})
+    dbt(root, "run", "--select", "+customer_features", "--vars", '{"features_as_of": "2026-11-01T01:00:00Z"}')
+    features = by(read(root, "gold", "customer_features"), "customer_id")
+    assert len(read(root, "gold", "customer_features")) == len(features) == 2
+    assert [(features[c]["lifetime_order_count"], features[c]["lifetime_value"]) for c in (C1, C2)] == [
+        (1, Decimal("29.99")), (1, Decimal("29.99"))]
+    assert features[C1]["order_count_last_30_days"] == 1
 
 
 def test_events_are_deduplicated_by_event_id(clean):

@@ -19,13 +19,11 @@ orders as (
 
 reference as (
 
-    select
-        {%- if var('features_as_of', none) %}
-        cast('{{ var("features_as_of") }}' as timestamptz) as as_of
-        {%- else %}
-        max(order_ts) as as_of
-        {%- endif %}
-    from orders
+    {%- if var('features_as_of', none) %}
+    select cast('{{ var("features_as_of") }}' as timestamptz) as as_of
+    {%- else %}
+    select max(order_ts) as as_of from orders
+    {%- endif %}
 
 ),
 
