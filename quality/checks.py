@@ -1,16 +1,14 @@
-"""Dagster asset checks: one blocking `gx_suite` check per asset, built from `quality/rules.yml`.
+"""Dagster asset checks: one blocking `gx_suite` check per asset, built from `quality/rules.yml`, and the
+Dagster result of a suite's outcome (also used for the dbt models' `gx_suite` dbt tests).
 
 Why `settings_fn` rather than a resource: the checks need only the lake root and storage options, read
 when the check runs (so a test or a deployment sets `LAKEHOUSE_*` and nothing else), and a zero-argument
 callable keeps the factory usable for any asset list without every check declaring a resource key the
-Definitions must then provide. Great Expectations is imported only when a check executes, so loading the
-code location stays fast.
+Definitions must then provide.
 """
 
 
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import (
@@ -26,14 +24,13 @@ from dagster import (
     asset_check,
 )
 
-from pipelines.lake import delta_scan, storage_secret_sql
 from pipelines.settings import Settings, load_settings
 from quality.results import SuiteOutcome, append_results, result_rows, results_path
 from quality.rules import RULES_FILE, Rule, Severity, load_rules, rules_for_table
+from quality.run import CHECK_NAME, run_suite
 
 # No `from __future__ import annotations` here: Dagster inspects the check function's `context`
 # annotation at definition time and rejects it as a string.
-CHECK_NAME = "gx_suite"
 
 
 def table_name_for(key: AssetKey) -> str:
@@ -41,35 +38,6 @@ def table_name_for(key: AssetKey) -> str:
     if len(key.path) != 2:
         raise ValueError(f"asset key {key.to_user_string()} is not [<layer>, <table>]")
     return ".".join(key.path)
-
-
-def table_sql_for(settings: Settings) -> Callable[[str], str]:
-    def table_sql(table: str) -> str:
-        layer, name = table.split(".", 1)
-        return delta_scan(settings.layer_path(layer, name))
-
-    return table_sql
-
-
-def run_suite(table: str, rules: Sequence[Rule], settings: Settings, *, now: datetime | None = None) -> SuiteOutcome:
-    """Validate the Delta table of `table` ("<layer>.<table>") against `rules`, inside DuckDB."""
-    from quality.gx_duckdb import lake_init_sql, validate_table
-    from quality.results import outcomes_from_validation
-    from quality.suite import compile_suite
-
-    checked_at = now or datetime.now(UTC)
-    table_sql = table_sql_for(settings)
-    started = time.perf_counter()
-    suite, origins = compile_suite(table, rules, table_sql=table_sql, now=checked_at)
-    try:
-        validation = validate_table(
-            table_sql(table), suite, init_sql=lake_init_sql(storage_secret_sql(settings))
-        )
-    except Exception as exc:  # the table is missing or unreadable: that is the check's finding
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        return SuiteOutcome(table, [], None, time.perf_counter() - started, checked_at, error=message)
-    outcomes, row_count = outcomes_from_validation(validation, origins)
-    return SuiteOutcome(table, outcomes, row_count, time.perf_counter() - started, checked_at)
 
 
 def check_result_for(outcome: SuiteOutcome, *, results_table: str) -> AssetCheckResult:

@@ -5,6 +5,7 @@ The table's columns follow the seed's `data_quality_results`: one row per rule p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import pyarrow as pa
 from deltalake import write_deltalake
 
 from pipelines.settings import Settings
+from pipelines.shared_tables import commit_retrying_conflicts, open_or_create
 from quality.rules import Severity
 from quality.suite import RULE_KEY, SuiteRule
 
@@ -67,6 +69,20 @@ class SuiteOutcome:
     def blocks_downstream(self) -> bool:
         """An ERROR rule failed (or the suite could not run): downstream assets must not build on this."""
         return self.error is not None or any(o.rule.severity is Severity.ERROR for o in self.failed_rules)
+
+
+def outcome_to_json(outcome: SuiteOutcome) -> str:
+    """For the hand-over from the dbt process, where a model's suite runs, to the Dagster op that reports it."""
+    return json.dumps(dataclasses.asdict(outcome), default=str)
+
+
+def outcome_from_json(text: str) -> SuiteOutcome:
+    data = json.loads(text)
+    rules = [
+        RuleOutcome(**(o | {"rule": SuiteRule(**(o["rule"] | {"severity": Severity(o["rule"]["severity"])}))}))
+        for o in data["rules"]
+    ]
+    return SuiteOutcome(**(data | {"rules": rules, "checked_at": datetime.fromisoformat(data["checked_at"])}))
 
 
 def outcomes_from_validation(result: Any, origins: dict[str, SuiteRule]) -> tuple[list[RuleOutcome], int | None]:
@@ -143,9 +159,13 @@ def result_rows(outcome: SuiteOutcome, *, run_id: str, check_name: str) -> pa.Ta
 
 
 def append_results(settings: Settings, rows: pa.Table) -> None:
-    # Concurrent checks (multiprocess executor) append to the same table; delta-rs treats blind appends
-    # as non-conflicting and retries the commit at the next version.
-    write_deltalake(results_path(settings), rows, mode="append", storage_options=settings.delta_storage_options() or None)
+    # Concurrent checks (multiprocess executor, dbt threads) append to the same table. delta-rs rebases
+    # concurrent appends, but not an append past a concurrent creation of the table (pipelines/shared_tables.py)
+    storage = settings.delta_storage_options() or None
+    open_or_create(results_path(settings), RESULTS_SCHEMA, storage)
+    commit_retrying_conflicts(
+        lambda: write_deltalake(results_path(settings), rows, mode="append", storage_options=storage)
+    )
 
 
 def lineage_assertions(outcome: SuiteOutcome) -> list:

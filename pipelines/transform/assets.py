@@ -1,13 +1,15 @@
 """dbt models as Dagster assets (dagster-dbt), keyed like the lake: [layer, model]."""
 
 import json
+import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from lineage.dbt import DbtLineageTracker
 from lineage.emitter import LineageResource
@@ -15,6 +17,9 @@ from pipelines.lake import delta_table_metadata, delta_table_stats
 from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import PROJECT_DIR
+from pipelines.transform.dbt_delta_plugin import QUALITY_OUTCOMES_DIR, QUALITY_RUN_ID_ENV
+from quality.checks import CHECK_NAME, check_result_for
+from quality.results import outcome_from_json, results_path
 
 DBT_PROJECT = DbtProject(project_dir=PROJECT_DIR / "dbt_project", profiles_dir=PROJECT_DIR / "dbt_project")
 # the venv's dbt, whatever PATH says (dagster dev and schedules do not activate the venv)
@@ -45,8 +50,9 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
         return {**super().get_tags(dbt_resource_props), "dagster/kind/delta": "", "dagster/kind/duckdb": ""}
 
 
-# source tests (on bronze tables) become checks of the bronze assets too
-TRANSLATOR = LakehouseDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_source_tests_as_checks=True))
+# Source tests stay dbt's (`dbt build`/`dbt test` from the CLI run them): as checks owned by the dbt op they
+# would exempt it from waiting for the bronze assets' blocking gx_suite checks.
+TRANSLATOR = LakehouseDbtTranslator()
 
 
 def dbt_resource() -> DbtCliResource:
@@ -75,7 +81,9 @@ def lakehouse_dbt_models(
     settings = lakehouse.load()
     storage = settings.delta_storage_options()
     partitioned = context.has_partition_key or context.has_partition_key_range
-    invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
+    with _environment({QUALITY_RUN_ID_ENV: context.run.run_id}):  # read by dbt, which starts now
+        invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
+    results_table = results_path(settings)
     tracker = DbtLineageTracker(
         lineage.get_emitter(),
         invocation.manifest,
@@ -97,10 +105,44 @@ def lakehouse_dbt_models(
                     layer, table = context.asset_key_for_output(event.output_name).path
                     path = settings.layer_path(layer, table)
                     event = event.with_metadata({**event.metadata, **delta_table_metadata(path, storage)})
+                elif isinstance(event, dg.AssetCheckResult) and event.check_name == CHECK_NAME:
+                    event = _suite_result(event, invocation.target_path, results_table)
                 yield event
     finally:
         tracker.close()
     invocation.wait()  # raises when dbt failed
+
+
+@contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _suite_result(dbt_result: dg.AssetCheckResult, target_path: Path, results_table: str) -> dg.AssetCheckResult:
+    """The gx_suite dbt test's result with what the suite found (rules, severities, counts), which the
+    suite left beside the invocation's run results; dbt's own result if the suite never got to run."""
+    table = ".".join(dbt_result.asset_key.path)
+    outcome_file = target_path / QUALITY_OUTCOMES_DIR / f"{table}.json"
+    if not outcome_file.exists():
+        return dbt_result
+    suite = check_result_for(outcome_from_json(outcome_file.read_text()), results_table=results_table)
+    return dg.AssetCheckResult(
+        asset_key=dbt_result.asset_key,
+        check_name=CHECK_NAME,
+        passed=suite.passed,
+        severity=suite.severity,
+        metadata={**dbt_result.metadata, **suite.metadata},
+        description=suite.description,
+    )
 
 
 dbt_model_assets = [lakehouse_dbt_models]

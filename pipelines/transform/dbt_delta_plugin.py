@@ -6,10 +6,15 @@
   the model's SQL as a staging view; streams its rows as Arrow batches into the Delta table at
   `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite; for incremental runs a MERGE on
   the model's unique_key or an append), then points the model's view at it.
+- SQL function `lakehouse_quality_suite(table, invocation_id)`: the table's Great Expectations suite, for
+  the `gx_suite` data test every model carries (dbt_project/tests/generic/gx_suite.sql).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -26,11 +31,22 @@ from pipelines.lake import (
     register_lake_views,
 )
 from pipelines.settings import load_settings
+from quality.run import run_suite_for_dbt
+from quality.rules import load_rules
+
+# set by the Dagster op that runs dbt: quality results are stored under the Dagster run's id
+QUALITY_RUN_ID_ENV = "LAKEHOUSE_QUALITY_RUN_ID"
+# dagster-dbt gives each invocation its own target path (DBT_TARGET_PATH); suite outcomes go beside its
+# run_results.json for the op to report
+QUALITY_OUTCOMES_DIR = "quality"
+# Great Expectations is not thread-safe; dbt runs tests on several threads
+_ONE_SUITE_AT_A_TIME = threading.Lock()
 
 
 class Plugin(BasePlugin):
     def initialize(self, plugin_config: dict[str, Any]) -> None:
         self.settings = load_settings()
+        self.rules = load_rules()
         self.conn: duckdb.DuckDBPyConnection | None = None
 
     def configure_connection(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -39,6 +55,17 @@ class Plugin(BasePlugin):
         conn.execute(f"set temp_directory = {quote_literal(str(self.settings.data_dir / 'duckdb_spill'))}")
         self.conn = conn
         register_lake_views(conn, self.settings)
+        conn.create_function("lakehouse_quality_suite", self._quality_suite, ["VARCHAR", "VARCHAR"], "VARCHAR[]",
+                             side_effects=True)
+
+    def _quality_suite(self, table: str, invocation_id: str) -> list[str]:
+        target_path = os.environ.get("DBT_TARGET_PATH")
+        with _ONE_SUITE_AT_A_TIME:
+            return run_suite_for_dbt(
+                table, self.rules, self.settings,
+                run_id=os.environ.get(QUALITY_RUN_ID_ENV) or invocation_id,
+                outcome_dir=Path(target_path) / QUALITY_OUTCOMES_DIR if target_path else None,
+            )
 
     def store(self, target_config: TargetConfig) -> None:
         assert self.conn is not None, "configure_connection was not called"

@@ -111,3 +111,17 @@ def test_definitions_load_under_dagster_dev_without_the_venv_on_path():
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_every_asset_has_a_gx_suite_check_and_dbt_waits_for_those_of_bronze():
+    graph = defs.resolve_asset_graph()
+    checked = {key.asset_key for key in graph.asset_check_keys if key.name == "gx_suite"}
+    assert checked == set(graph.get_all_asset_keys())
+    # the models' suites run inside `dbt build` (their gx_suite dbt test), between a model and its children
+    dbt_op = next(a for a in defs.assets if a.node_def.name == "lakehouse_dbt_models")
+    assert {k.asset_key for k in dbt_op.check_keys if k.name == "gx_suite"} == set(dbt_op.keys)
+    # a bronze table whose ERROR rule failed stops the dbt op: it waits for the bronze checks
+    job = defs.resolve_job_def("lakehouse_all_assets")
+    upstream = {output.node_name for outputs in job.graph.dependency_structure.input_to_upstream_outputs_for_node(
+        "lakehouse_dbt_models").values() for output in outputs}
+    assert {f"bronze__{t}_gx_suite" for t in ("cdc_orders", "cdc_customers", "events")} <= upstream

@@ -104,10 +104,38 @@ def test_warning_rule_failure_does_not_block(lake: Path, tmp_path: Path) -> None
 
 
 def test_missing_table_fails_readable_rule_with_error_severity(lake: Path) -> None:
-    from quality.checks import check_result_for, run_suite
+    from quality.checks import check_result_for
+    from quality.run import run_suite
 
     outcome = run_suite("silver.never_written", [], load_settings())
     assert not outcome.passed and outcome.blocks_downstream
     assert "does not exist" in outcome.rules[0].details["error"]
     result = check_result_for(outcome, results_table="x")
     assert result.severity == AssetCheckSeverity.ERROR
+
+
+def _append_one_result(lake_root: str, table: str, barrier) -> None:
+    from datetime import UTC, datetime
+
+    from pipelines.settings import load_settings
+    from quality.results import SuiteOutcome, append_results, result_rows
+
+    settings = load_settings()
+    rows = result_rows(SuiteOutcome(table, [], None, 0.0, datetime.now(UTC), error="x"), run_id="r", check_name="gx_suite")
+    barrier.wait()
+    append_results(settings, rows)
+
+
+def test_checks_finishing_at_once_all_store_their_results_in_a_new_table(lake: Path) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(6)
+    processes = [context.Process(target=_append_one_result, args=(str(lake), f"silver.t{n}", barrier)) for n in range(6)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [p.exitcode for p in processes] == [0] * 6
+    stored = DeltaTable(str(lake / "quality" / "results")).to_pyarrow_table().column("table_name").to_pylist()
+    assert sorted(stored) == [f"silver.t{n}" for n in range(6)]

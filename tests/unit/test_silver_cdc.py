@@ -314,6 +314,28 @@ def test_customer_features_as_of_a_given_instant(clean, tmp_path):
     assert features[C1]["order_count_last_30_days"] == 1
 
 
+def test_a_key_removed_and_inserted_again_has_a_gap_in_its_history_that_the_build_accepts(tmp_path):
+    reinserted = CHANGES + [
+        # a warehouse reload: the table truncated, the same row loaded again
+        Change("inventory", "t", 410),
+        Change("inventory", "c", 420, stock | {"inventory_id": I2} | audit(420)),
+        # an order deleted, then inserted again under its id
+        Change("orders", "d", 430, order | {"status": "CONFIRMED"} | audit(250, 2)),
+        Change("orders", "c", 440, order | {"status": "PENDING"} | audit(440)),
+    ]
+    write_batch(tmp_path, {t: bronze_rows(reinserted, t, list(range(sum(c.table == t for c in reinserted))))
+                           for t in TABLES}, mode="overwrite")
+    write_deltalake(str(tmp_path / "lake" / "bronze" / "events"), pa.Table.from_pylist(EVENTS, schema=BRONZE_EVENTS),
+                    partition_by=PARTITION_BY)
+    dbt(tmp_path, "build", "--select", "+int_inventory_history", "+int_orders_history")  # scd2_validity passes
+    stock_versions = sorted((r["valid_from"], r["valid_to"]) for r in read(tmp_path, "silver", "int_inventory_history")
+                            if r["inventory_id"] == I2)
+    assert stock_versions == [(at(240), at(410)), (at(420), None)]
+    order_versions = sorted((r["valid_from"], r["valid_to"]) for r in read(tmp_path, "silver", "int_orders_history")
+                            if r["order_id"] == O1)
+    assert order_versions == [(at(150), at(250)), (at(250), at(430)), (at(440), None)]
+
+
 def test_events_are_deduplicated_by_event_id(clean):
     assert sorted(r["event_id"] for r in read(clean, "silver", "stg_events__events")) == sorted({e["event_id"] for e in EVENTS})
     (day,) = read(clean, "gold", "agg_daily_funnel")

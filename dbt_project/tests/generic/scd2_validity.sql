@@ -1,8 +1,8 @@
 {#-
-  SCD2 validity of a history model, per key: versions do not overlap and leave no gaps (each version's
-  valid_to is the next version's valid_from), only the last version may be open (valid_to null), a
-  version is current exactly when it is open, and valid_to never precedes valid_from.
-  Returns the offending rows.
+  SCD2 validity of a history model, per key: versions do not overlap (a version ends at or before the
+  next one's valid_from; an update ends it exactly there, while a delete or truncate leaves a gap until
+  the key is inserted again), only the last version may be open (valid_to null), a version is current
+  exactly when it is open, and valid_to never precedes valid_from. Returns the offending rows.
 -#}
 {% test scd2_validity(model, key) %}
 with
@@ -23,7 +23,7 @@ ordered as (
 
 select *
 from ordered
-where (next_valid_from is not null and valid_to is distinct from next_valid_from)
+where (next_valid_from is not null and (valid_to is null or valid_to > next_valid_from))
    or (valid_to is null) <> is_current
    or valid_to < valid_from
 
