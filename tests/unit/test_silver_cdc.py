@@ -336,6 +336,24 @@ def test_a_key_removed_and_inserted_again_has_a_gap_in_its_history_that_the_buil
     assert order_versions == [(at(150), at(250)), (at(250), at(430)), (at(440), None)]
 
 
+def test_events_committed_after_later_stamped_ones_were_staged_are_staged_too(clean, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(clean, root)
+    events = root / "lake" / "bronze" / "events"
+    # another day's run stamped its batch at 2000 s and committed it; the next dbt run staged it
+    write_deltalake(str(events), pa.Table.from_pylist([event(5, "product.viewed", uid(803), 5, "k3")
+                                                        | {"ingested_at": at(2000)}], schema=BRONZE_EVENTS), mode="append")
+    dbt(root, "run", "--select", "stg_events__events+")
+    # a slower run stamped its batch at 1500 s and commits it only now
+    write_deltalake(str(events), pa.Table.from_pylist([event(6, "product.viewed", uid(804), 6, "k4")
+                                                        | {"ingested_at": at(1500)}], schema=BRONZE_EVENTS), mode="append")
+    dbt(root, "run", "--select", "stg_events__events+")
+    staged = sorted(r["event_id"] for r in read(root, "silver", "stg_events__events"))
+    assert staged == sorted({e["event_id"] for e in EVENTS} | {uid(905), uid(906)})
+    (day,) = read(root, "gold", "agg_daily_funnel")
+    assert (day["viewing_sessions"], day["product_views"]) == (4, 4)
+
+
 def test_events_are_deduplicated_by_event_id(clean):
     assert sorted(r["event_id"] for r in read(clean, "silver", "stg_events__events")) == sorted({e["event_id"] for e in EVENTS})
     (day,) = read(clean, "gold", "agg_daily_funnel")

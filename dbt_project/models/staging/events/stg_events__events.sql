@@ -1,8 +1,11 @@
 -- One typed row per business event: current bronze event rows, de-duplicated by eventId (a service may
 -- write the same event into two objects, or an object under two keys).
 -- Incremental: appends the events of bronze rows ingested since the last run whose eventId it does not
--- have yet. An S3 object rewritten with different content for the same events keeps the first content
--- here until `dbt build --full-refresh --select stg_events__events+`.
+-- have yet. bronze/events has concurrent writers (days ingest in parallel) that stamp ingested_at before
+-- they commit, so a batch may land after rows stamped later were staged: the run looks back
+-- var events_commit_lag_minutes before its watermark, and the staged eventIds keep that re-read harmless.
+-- An S3 object rewritten with different content for the same events, or without some of them, keeps the
+-- first content here until `dbt build --full-refresh --select stg_events__events+`.
 {{ config(incremental_strategy='append') }}
 with
 
@@ -11,7 +14,7 @@ source as (
     select * from {{ source('events', 'events') }}
     where row_kind = 'event' and superseded_at is null
     {%- if is_incremental() %}
-      and ingested_at > {{ watermark('ingested_at') }}
+      and ingested_at > {{ watermark('ingested_at') }} - interval '{{ var("events_commit_lag_minutes") }} minutes'
       and lower(event_id) not in (select cast(event_id as varchar) from {{ this }})
     {%- endif %}
 
