@@ -7,12 +7,16 @@ forbid; the `duckdb-extension-*` wheels carry the same binaries, so we load them
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import duckdb
 import duckdb_extension_delta
 import duckdb_extension_httpfs
 from deltalake import WriterProperties
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # How silver, gold and compaction write Parquet: zstd level 1 writes as fast as the default snappy and
 # half the bytes (stg_events__events at 200k orders: 82 MB instead of 173 MB, bench/transform.py)
@@ -125,7 +129,7 @@ def delta_scan(path: str) -> str:
     return f"delta_scan({quote_literal(path)})"
 
 
-def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) -> tuple[int, "pa.Schema", int]:
+def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) -> tuple[int, pa.Schema, int]:
     """Row count (from the Delta log's file statistics, no data scan), Arrow schema and version."""
     import pyarrow as pa
     from deltalake import DeltaTable

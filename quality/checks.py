@@ -24,8 +24,10 @@ from dagster import (
     asset_check,
 )
 
+from lineage.emitter import LineageEmitter, LineageResource
+from lineage.facets import dataset_for_delta_path
 from pipelines.settings import Settings, load_settings
-from quality.results import SuiteOutcome, append_results, result_rows, results_path
+from quality.results import SuiteOutcome, append_results, lineage_assertions, result_rows, results_path
 from quality.rules import RULES_FILE, Rule, Severity, load_rules, rules_for_table
 from quality.run import CHECK_NAME, run_suite
 
@@ -95,6 +97,17 @@ def check_result_for(outcome: SuiteOutcome, *, results_table: str) -> AssetCheck
     )
 
 
+def emit_suite_lineage(emitter: LineageEmitter, outcome: SuiteOutcome, settings: Settings,
+                       parent: tuple[str, str]) -> None:
+    """The suite run as an OpenLineage run `<table>.gx_suite` reading the table, with the rules' outcomes
+    as its dataQualityAssertions (and the row count as dataQualityMetrics): OpenLineage defines them as
+    facets of an input, the dataset the assertions were made on."""
+    layer, name = outcome.table.split(".", 1)
+    dataset = dataset_for_delta_path(settings.layer_path(layer, name))
+    with emitter.run(f"{outcome.table}.{CHECK_NAME}", inputs=[dataset], parent=parent) as run:
+        run.add_quality(dataset, lineage_assertions(outcome), row_count=outcome.row_count)
+
+
 def build_quality_checks(
     asset_keys: Sequence[AssetKey],
     settings_fn: Callable[[], Settings] = load_settings,
@@ -129,10 +142,11 @@ def _check_for(
         description=description,
         metadata={"rule_count": len(rules), "rules_file": rules_file_name},
     )
-    def _gx_suite(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    def _gx_suite(context: AssetCheckExecutionContext, lineage: LineageResource) -> AssetCheckResult:
         settings = settings_fn()
         outcome = run_suite(table, rules, settings)
         append_results(settings, result_rows(outcome, run_id=context.run.run_id, check_name=CHECK_NAME))
+        emit_suite_lineage(lineage.get_emitter(), outcome, settings, parent=(context.run.job_name, context.run.run_id))
         if not outcome.passed:
             context.log.warning(f"{table}: quality check failed: {[o.rule.name for o in outcome.failed_rules] or outcome.error}")
         return check_result_for(outcome, results_table=results_path(settings))

@@ -12,13 +12,13 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from lineage.dbt import DbtLineageTracker
-from lineage.emitter import LineageResource
+from lineage.emitter import LineageEmitter, LineageResource
 from pipelines.lake import delta_table_metadata, delta_table_stats
 from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.resources import LakehouseSettings
-from pipelines.settings import PROJECT_DIR
+from pipelines.settings import PROJECT_DIR, Settings
 from pipelines.transform.dbt_delta_plugin import QUALITY_OUTCOMES_DIR, QUALITY_RUN_ID_ENV
-from quality.checks import CHECK_NAME, check_result_for
+from quality.checks import CHECK_NAME, check_result_for, emit_suite_lineage
 from quality.results import outcome_from_json, results_path
 
 DBT_PROJECT = DbtProject(project_dir=PROJECT_DIR / "dbt_project", profiles_dir=PROJECT_DIR / "dbt_project")
@@ -83,13 +83,14 @@ def lakehouse_dbt_models(
     partitioned = context.has_partition_key or context.has_partition_key_range
     with _environment({QUALITY_RUN_ID_ENV: context.run.run_id}):  # read by dbt, which starts now
         invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
-    results_table = results_path(settings)
+    emitter = lineage.get_emitter()
+    parent = (context.job_name, context.run.run_id)
     tracker = DbtLineageTracker(
-        lineage.get_emitter(),
+        emitter,
         invocation.manifest,
         path_for=settings.layer_path,
         table_stats=lambda path: delta_table_stats(path, storage)[:2],
-        parent=(context.job_name, context.run.run_id),
+        parent=parent,
     )
     try:
         for raw in invocation.stream_raw_events():
@@ -106,7 +107,7 @@ def lakehouse_dbt_models(
                     path = settings.layer_path(layer, table)
                     event = event.with_metadata({**event.metadata, **delta_table_metadata(path, storage)})
                 elif isinstance(event, dg.AssetCheckResult) and event.check_name == CHECK_NAME:
-                    event = _suite_result(event, invocation.target_path, results_table)
+                    event = _suite_result(event, invocation.target_path, settings, emitter, parent)
                 yield event
     finally:
         tracker.close()
@@ -127,14 +128,18 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _suite_result(dbt_result: dg.AssetCheckResult, target_path: Path, results_table: str) -> dg.AssetCheckResult:
+def _suite_result(dbt_result: dg.AssetCheckResult, target_path: Path, settings: Settings, emitter: LineageEmitter,
+                  parent: tuple[str, str]) -> dg.AssetCheckResult:
     """The gx_suite dbt test's result with what the suite found (rules, severities, counts), which the
-    suite left beside the invocation's run results; dbt's own result if the suite never got to run."""
+    suite left beside the invocation's run results, also sent as lineage; dbt's own result if the suite
+    never got to run."""
     table = ".".join(dbt_result.asset_key.path)
     outcome_file = target_path / QUALITY_OUTCOMES_DIR / f"{table}.json"
     if not outcome_file.exists():
         return dbt_result
-    suite = check_result_for(outcome_from_json(outcome_file.read_text()), results_table=results_table)
+    outcome = outcome_from_json(outcome_file.read_text())
+    emit_suite_lineage(emitter, outcome, settings, parent)
+    suite = check_result_for(outcome, results_table=results_path(settings))
     return dg.AssetCheckResult(
         asset_key=dbt_result.asset_key,
         check_name=CHECK_NAME,

@@ -4,6 +4,7 @@ from being built in the same `dbt build`, and a WARNING failure blocks nothing."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -105,6 +106,11 @@ def test_error_failure_on_a_model_keeps_its_children_from_being_built(data_dir: 
     stored = DeltaTable(str(data_dir / "lake" / "quality" / "results")).to_pyarrow_table().to_pylist()
     failed = [r for r in stored if r["table_name"] == "silver.stg_shop__orders" and not r["passed"]]
     assert [(r["rule_type"], r["column_name"], r["run_id"]) for r in failed] == [("RANGE", "total_amount", result.run_id)]
+
+    events = [json.loads(line) for line in (data_dir / "lineage.jsonl").read_text().splitlines()]
+    (complete,) = [e for e in events if e["job"]["name"] == "silver.stg_shop__orders.gx_suite" and e["eventType"] == "COMPLETE"]
+    assertions = complete["inputs"][0]["inputFacets"]["dataQualityAssertions"]["assertions"]
+    assert [(a["assertion"], a["column"]) for a in assertions if not a["success"]] == [("range", "total_amount")]
 
 
 def test_warning_failure_on_a_model_blocks_nothing(data_dir: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +11,7 @@ from deltalake import DeltaTable, write_deltalake
 
 from dagster import AssetCheckSeverity, AssetKey, Definitions, asset
 
+from lineage.emitter import LineageResource
 from pipelines.settings import load_settings
 from quality.checks import build_quality_checks
 
@@ -57,9 +59,14 @@ def _graph(lake: Path):
 
 def _run(lake: Path, rules_file: Path):
     checks = build_quality_checks([ORDERS, DAILY], load_settings, rules_file=rules_file)
-    defs = Definitions(assets=_graph(lake), asset_checks=checks)
+    lineage = LineageResource(lineage_file=str(lake.parent / "lineage.jsonl"))
+    defs = Definitions(assets=_graph(lake), asset_checks=checks, resources={"lineage": lineage})
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(raise_on_error=False)
+
+
+def _lineage_events(lake: Path) -> list[dict]:
+    return [json.loads(line) for line in (lake.parent / "lineage.jsonl").read_text().splitlines()]
 
 
 def _check_evaluation(result, key: AssetKey):
@@ -89,6 +96,17 @@ def test_error_rule_failure_blocks_downstream_asset(lake: Path, tmp_path: Path) 
     assert by_rule[("UNIQUE", "order_id")]["passed"] is True
     assert by_rule[("READABLE", None)]["row_count"] == 3
     assert {r["run_id"] for r in stored} == {result.run_id}
+
+    # the suite is also an OpenLineage run reading the table, with the rules as its quality assertions
+    (start, complete) = [e for e in _lineage_events(lake) if e["job"]["name"] == "silver.orders.gx_suite"]
+    assert (start["eventType"], complete["eventType"]) == ("START", "COMPLETE")
+    assert complete["run"]["facets"]["parent"]["run"]["runId"] == result.run_id
+    (table,) = complete["inputs"]
+    assert table["name"] == str((lake / "silver" / "orders").resolve())
+    assertions = {(a["assertion"], a.get("column")): a for a in table["inputFacets"]["dataQualityAssertions"]["assertions"]}
+    assert (assertions[("not_null", "customer_id")]["success"], assertions[("unique", "order_id")]["success"]) == (False, True)
+    assert assertions[("not_null", "customer_id")]["severity"] == "error"
+    assert table["inputFacets"]["dataQualityMetrics"]["rowCount"] == 3
 
 
 def test_warning_rule_failure_does_not_block(lake: Path, tmp_path: Path) -> None:
