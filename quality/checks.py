@@ -1,14 +1,10 @@
 """Dagster asset checks: one blocking `gx_suite` check per asset, built from `quality/rules.yml`, and the
-Dagster result of a suite's outcome (also used for the dbt models' `gx_suite` dbt tests).
-
-Why `settings_fn` rather than a resource: the checks need only the lake root and storage options, read
-when the check runs (so a test or a deployment sets `LAKEHOUSE_*` and nothing else), and a zero-argument
-callable keeps the factory usable for any asset list without every check declaring a resource key the
-Definitions must then provide.
+Dagster result of a suite's outcome (also used for the dbt models' `gx_suite` dbt tests). Checks read the
+lake the `lakehouse` resource points at, the one its assets wrote.
 """
 
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from dagster import (
@@ -26,7 +22,8 @@ from dagster import (
 
 from lineage.emitter import LineageEmitter, LineageResource
 from lineage.facets import dataset_for_delta_path
-from pipelines.settings import Settings, load_settings
+from pipelines.resources import LakehouseSettings
+from pipelines.settings import Settings
 from quality.results import SuiteOutcome, append_results, lineage_assertions, result_rows, results_path
 from quality.rules import RULES_FILE, Rule, Severity, load_rules, rules_for_table
 from quality.run import CHECK_NAME, run_suite
@@ -108,12 +105,7 @@ def emit_suite_lineage(emitter: LineageEmitter, outcome: SuiteOutcome, settings:
         run.add_quality(dataset, lineage_assertions(outcome), row_count=outcome.row_count)
 
 
-def build_quality_checks(
-    asset_keys: Sequence[AssetKey],
-    settings_fn: Callable[[], Settings] = load_settings,
-    *,
-    rules_file: Path | str = RULES_FILE,
-) -> list[AssetChecksDefinition]:
+def build_quality_checks(asset_keys: Sequence[AssetKey], *, rules_file: Path | str = RULES_FILE) -> list[AssetChecksDefinition]:
     """One blocking `gx_suite` check per asset key ([<layer>, <table>]).
 
     Rules are loaded now, so a broken rules file fails the code location's load with a `RulesError`.
@@ -121,11 +113,11 @@ def build_quality_checks(
     assets in the same run; WARNING and INFO failures return WARN and block nothing.
     """
     rules = load_rules(rules_file)
-    return [_check_for(AssetKey.from_coercible(key), rules, settings_fn, Path(rules_file).name) for key in asset_keys]
+    return [_check_for(AssetKey.from_coercible(key), rules, Path(rules_file).name) for key in asset_keys]
 
 
 def _check_for(
-    key: AssetKey, all_rules: list[Rule], settings_fn: Callable[[], Settings], rules_file_name: str
+    key: AssetKey, all_rules: list[Rule], rules_file_name: str
 ) -> AssetChecksDefinition:
     table = table_name_for(key)
     rules = rules_for_table(all_rules, table)
@@ -142,8 +134,10 @@ def _check_for(
         description=description,
         metadata={"rule_count": len(rules), "rules_file": rules_file_name},
     )
-    def _gx_suite(context: AssetCheckExecutionContext, lineage: LineageResource) -> AssetCheckResult:
-        settings = settings_fn()
+    def _gx_suite(
+        context: AssetCheckExecutionContext, lakehouse: LakehouseSettings, lineage: LineageResource
+    ) -> AssetCheckResult:
+        settings = lakehouse.load()
         outcome = run_suite(table, rules, settings)
         append_results(settings, result_rows(outcome, run_id=context.run.run_id, check_name=CHECK_NAME))
         emit_suite_lineage(lineage.get_emitter(), outcome, settings, parent=(context.run.job_name, context.run.run_id))

@@ -81,7 +81,8 @@ def lakehouse_dbt_models(
     settings = lakehouse.load()
     storage = settings.delta_storage_options()
     partitioned = context.has_partition_key or context.has_partition_key_range
-    with _environment({QUALITY_RUN_ID_ENV: context.run.run_id}):  # read by dbt, which starts now
+    # read by dbt, which starts now: the lake of the `lakehouse` resource, the run for the quality results
+    with _environment({"LAKEHOUSE_DATA_DIR": str(settings.data_dir), QUALITY_RUN_ID_ENV: context.run.run_id}):
         invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
     emitter = lineage.get_emitter()
     parent = (context.job_name, context.run.run_id)

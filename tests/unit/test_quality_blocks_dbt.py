@@ -31,10 +31,11 @@ DAILY_SALES = dg.AssetKey(["gold", "agg_daily_sales"])
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    # dbt runs as a subprocess of the op and reads its settings from the environment
-    monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path))
+    # the environment names another lake: the checks and dbt (a subprocess of the op) must use the one the
+    # `lakehouse` resource names, which the assets wrote
+    monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path / "elsewhere"))
     monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path / "absent.yaml"))
-    return tmp_path
+    return tmp_path / "lake_of_the_resource"
 
 
 def write_bronze(data_dir: Path, changes: list[Change]) -> None:
@@ -83,6 +84,7 @@ def test_error_failure_on_bronze_keeps_dbt_from_running(data_dir: Path) -> None:
     assert (evaluation.passed, evaluation.severity) == (False, dg.AssetCheckSeverity.ERROR)
     assert materialized(result) == {BRONZE_ORDERS}
     assert not (data_dir / "lake" / "silver").exists()
+    assert not (data_dir.parent / "elsewhere").exists()
 
 
 def test_error_failure_on_a_model_keeps_its_children_from_being_built(data_dir: Path) -> None:

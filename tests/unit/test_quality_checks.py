@@ -12,6 +12,7 @@ from deltalake import DeltaTable, write_deltalake
 from dagster import AssetCheckSeverity, AssetKey, Definitions, asset
 
 from lineage.emitter import LineageResource
+from pipelines.resources import LakehouseSettings
 from pipelines.settings import load_settings
 from quality.checks import build_quality_checks
 
@@ -58,9 +59,9 @@ def _graph(lake: Path):
 
 
 def _run(lake: Path, rules_file: Path):
-    checks = build_quality_checks([ORDERS, DAILY], load_settings, rules_file=rules_file)
+    checks = build_quality_checks([ORDERS, DAILY], rules_file=rules_file)
     lineage = LineageResource(lineage_file=str(lake.parent / "lineage.jsonl"))
-    defs = Definitions(assets=_graph(lake), asset_checks=checks, resources={"lineage": lineage})
+    defs = Definitions(assets=_graph(lake), asset_checks=checks, resources={"lakehouse": LakehouseSettings(), "lineage": lineage})
     job = defs.resolve_implicit_global_asset_job_def()
     return job.execute_in_process(raise_on_error=False)
 
