@@ -40,6 +40,7 @@ test-unit: venv
 	$(BIN)/pytest tests/unit
 
 ui: setup
+	$(BIN)/python -c 'from pipelines.run import dagster_home; dagster_home()'  # our instance settings
 	$(BIN)/dagster dev -w workspace.yaml
 
 stack-up: setup

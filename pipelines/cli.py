@@ -121,10 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[Exception], ...]:
     import duckdb
 
+    from lineage.client import LineageConfigError
     from pipelines.cdc.ingest import ConcurrentIngestError, DecodeWorkerError, KafkaTopicError
+    from pipelines.events.objects import EventSourceError
+    from pipelines.run import SelectionError
     from pipelines.stack.processes import StackError
+    from quality.rules import RulesError
 
-    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, duckdb.Error)
+    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, duckdb.Error,
+            SelectionError, RulesError, LineageConfigError, EventSourceError)
 
 
 def main(argv: list[str] | None = None) -> int:

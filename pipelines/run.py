@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import dagster as dg
 
+from lineage.client import build_transport
 from pipelines.events.objects import event_store_for
 from pipelines.partitions import START_DATE, partition_range
 from pipelines.settings import load_settings
 
 
+INSTANCE_CONFIG = Path(__file__).resolve().parent / "instance" / "dagster.yaml"
+
+
 def dagster_home() -> str:
-    """DAGSTER_HOME if set, else `<data_dir>/dagster`, so `make ui` shows the runs of `make demo`."""
-    home = os.environ.get("DAGSTER_HOME") or str(load_settings().data_dir / "dagster")
-    os.makedirs(home, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = home
-    return home
+    """DAGSTER_HOME if set, else `<data_dir>/dagster`, so `make ui` shows the runs of `make demo`; given
+    our instance settings (the run queue's limits) if it has none."""
+    home = Path(os.environ.get("DAGSTER_HOME") or load_settings().data_dir / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return str(home)
 
 
 @dataclass
@@ -46,13 +55,32 @@ def _catch_up_range() -> tuple[date, date]:
     return min(days, default=last), last
 
 
+class SelectionError(ValueError):
+    """An asset selection that is not valid or names no asset."""
+
+
+def _selection(select: str, defs: dg.Definitions) -> dg.AssetSelection:
+    if select == "*":
+        return dg.AssetSelection.all()
+    try:
+        selection = dg.AssetSelection.from_string(select)
+        selected = selection.resolve(defs.resolve_asset_graph())
+    except dg.DagsterError as exc:
+        raise SelectionError(f"--select {select!r} is not an asset selection: {str(exc).splitlines()[0]}") from exc
+    if not selected:
+        raise SelectionError(f"--select {select!r} matches no asset; keys look like bronze/cdc_orders, gold/fct_orders, "
+                             "and groups are bronze, silver, gold (group:gold)")
+    return selection
+
+
 def materialize_all(select: str = "*", log_level: str = "INFO") -> Materialization:
     """One run of the selected assets over the day partitions that have source data, as a backfill of
     that range would: bronze/events reads those days, dbt builds them in one invocation."""
     dagster_home()
     from pipelines.definitions import defs
 
-    selection = dg.AssetSelection.from_string(select) if select != "*" else dg.AssetSelection.all()
+    selection = _selection(select, defs)
+    build_transport()  # a broken OpenLineage config is the user's to fix before the run, not a failed step
     everything = list(defs.assets) + list(defs.asset_checks or [])
     with dg.DagsterInstance.get() as instance:
         run = dg.materialize(

@@ -14,10 +14,14 @@ from pipelines.maintenance import maintain_lake
 from pipelines.partitions import yesterday
 from pipelines.resources import LakehouseSettings
 
+# runs with this tag queue behind each other (pipelines/instance/dagster.yaml)
+WRITES_LAKE = {"lakehouse/writes": "lake"}
+
 lakehouse_job = dg.define_asset_job(
     "lakehouse_all_assets",
     selection=dg.AssetSelection.all(),
     description="Bronze ingestion, silver and gold for one day partition (or a range, as one run).",
+    tags=WRITES_LAKE,
 )
 
 
@@ -69,7 +73,7 @@ def compact_and_vacuum(context: dg.OpExecutionContext, lakehouse: LakehouseSetti
     })
 
 
-@dg.job(description="Compact and vacuum every Delta table of the lake.")
+@dg.job(description="Compact and vacuum every Delta table of the lake.", tags=WRITES_LAKE)
 def lake_maintenance():
     compact_and_vacuum()
 

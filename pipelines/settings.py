@@ -115,14 +115,22 @@ def _from_stack_state(state_file: Path) -> dict[str, object]:
     except json.JSONDecodeError as exc:
         raise SettingsError(f"{state_file}: not valid JSON ({exc}); run `lakehouse stack down` and up again") from exc
     values: dict[str, object] = {}
-    if "postgres" in state:
-        pg = state["postgres"]
-        values["postgres_dsn"] = f"postgresql://postgres@127.0.0.1:{pg['port']}/{pg['database']}"
-    if "kafka" in state:
-        values["kafka_bootstrap"] = f"127.0.0.1:{state['kafka']['port']}"
-    if "s3" in state:
-        values["s3_endpoint_url"] = f"http://127.0.0.1:{state['s3']['port']}"
-        values["s3_bucket"] = state["s3"]["bucket"]
+    try:
+        if not isinstance(state, dict):
+            raise TypeError(f"mapping at the top, found {type(state).__name__}")
+        if "postgres" in state:
+            pg = state["postgres"]
+            values["postgres_dsn"] = f"postgresql://postgres@127.0.0.1:{pg['port']}/{pg['database']}"
+        if "kafka" in state:
+            values["kafka_bootstrap"] = f"127.0.0.1:{state['kafka']['port']}"
+        if "s3" in state:
+            values["s3_endpoint_url"] = f"http://127.0.0.1:{state['s3']['port']}"
+            values["s3_bucket"] = state["s3"]["bucket"]
+    except (KeyError, TypeError) as exc:
+        raise SettingsError(
+            f"{state_file}: not a stack state file written by `lakehouse stack up` (no {exc}); "
+            "run `lakehouse stack down` and up again"
+        ) from exc
     return values
 
 
@@ -154,34 +162,47 @@ def _coerce(name: str, value: object) -> object:
     return str(value)
 
 
+def _from_config_file(config_file: Path, named_by_env: bool, names: set[str]) -> dict[str, object]:
+    if not config_file.exists():
+        if named_by_env:
+            raise SettingsError(f"{_ENV_PREFIX}CONFIG names {config_file}, which does not exist")
+        return {}
+    try:
+        from_file = yaml.safe_load(config_file.read_text()) or {}
+    except OSError as exc:
+        raise SettingsError(f"{config_file}: cannot read the settings file: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise SettingsError(f"{config_file}: not valid YAML{where}: {problem}") from exc
+    if not isinstance(from_file, dict):
+        raise SettingsError(f"{config_file}: expected a mapping of setting: value, got {type(from_file).__name__}")
+    unknown = set(from_file) - names
+    if unknown:
+        raise SettingsError(f"{config_file}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
+    empty = sorted(name for name, value in from_file.items() if value is None)
+    if empty:
+        raise SettingsError(f"{config_file}: setting(s) {empty} have no value; give one or remove the line")
+    return from_file
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     names = {f.name for f in fields(Settings)}
-    data_dir = Path(env.get(f"{_ENV_PREFIX}DATA_DIR", PROJECT_DIR / "data")).resolve()
+    config_key = f"{_ENV_PREFIX}CONFIG"
+    from_file = _from_config_file(Path(env.get(config_key, PROJECT_DIR / "lakehouse.yaml")), config_key in env, names)
+    # the defaults under the data dir (lake, lineage file, stack state) follow it wherever it is set
+    data_dir = Path(env.get(f"{_ENV_PREFIX}DATA_DIR") or from_file.get("data_dir") or PROJECT_DIR / "data").resolve()
     values = _defaults(data_dir)
-
-    config_file = Path(env.get(f"{_ENV_PREFIX}CONFIG", PROJECT_DIR / "lakehouse.yaml"))
-    if config_file.exists():
-        try:
-            from_file = yaml.safe_load(config_file.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(exc, "problem", None) or type(exc).__name__
-            raise SettingsError(f"{config_file}: not valid YAML{where}: {problem}") from exc
-        if not isinstance(from_file, dict):
-            raise SettingsError(f"{config_file}: expected a mapping of setting: value, got {type(from_file).__name__}")
-        unknown = set(from_file) - names
-        if unknown:
-            raise SettingsError(f"{config_file}: unknown setting(s) {sorted(unknown)}; known: {sorted(names)}")
-        values.update(from_file)
-
+    values.update(from_file)
     values.update(_from_stack_state(data_dir / "stack" / "state.json"))
 
     for name in names:
         key = f"{_ENV_PREFIX}{name.upper()}"
         if key in env:
             values[name] = env[key]
+    values["data_dir"] = data_dir
 
     settings = Settings(**{name: _coerce(name, values[name]) for name in names})
     return replace(settings, lake_root=settings.lake_root.rstrip("/"))

@@ -139,3 +139,50 @@ def test_ctrl_c_stops_a_follower_cleanly_with_its_records_committed(tmp_path):
     for partition in {p for p, _ in rows}:  # a prefix of each partition, no gap: the rest is read next time
         offsets = sorted(o for p, o in rows if p == partition)
         assert offsets == list(range(len(offsets)))
+
+
+def _one_line_error(done, command: str) -> str:
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [l for l in done.stderr.splitlines() if l.startswith(f"lakehouse {command}:")]
+    return line
+
+
+def test_settings_mistakes_are_one_line_errors(tmp_path):
+    (tmp_path / "a_directory").mkdir()
+    (tmp_path / "no_value.yaml").write_text("lake_root:\n")
+    cases = {
+        str(tmp_path / "a_directory"): "cannot read the settings file",
+        str(tmp_path / "typo.yaml"): "LAKEHOUSE_CONFIG names",
+        str(tmp_path / "no_value.yaml"): "['lake_root'] have no value",
+    }
+    for config, message in cases.items():
+        assert message in _one_line_error(_run(["query", "select 1"], tmp_path, LAKEHOUSE_CONFIG=config), "query")
+    (tmp_path / "stack").mkdir()
+    (tmp_path / "stack" / "state.json").write_text('{"postgres": {"port": 5432}}')
+    line = _one_line_error(_run(["query", "select 1"], tmp_path), "query")
+    assert "state.json: not a stack state file" in line
+
+
+def test_data_dir_in_the_settings_file_moves_everything_under_it(tmp_path):
+    from pipelines.settings import load_settings
+
+    (tmp_path / "lakehouse.yaml").write_text(f"data_dir: {tmp_path / 'elsewhere'}\n")
+    settings = load_settings({"LAKEHOUSE_CONFIG": str(tmp_path / "lakehouse.yaml")})
+    assert settings.data_dir == tmp_path / "elsewhere"
+    assert settings.lake_root == str(tmp_path / "elsewhere" / "lake")
+    assert settings.lineage_file == tmp_path / "elsewhere" / "lineage" / "events.jsonl"
+
+
+def test_materialize_selection_mistakes_are_one_line_errors(tmp_path):
+    nothing = _one_line_error(_run(["materialize", "--select", 'key:"gold/no_such_model"'], tmp_path), "materialize")
+    assert "matches no asset" in nothing
+    broken = _one_line_error(_run(["materialize", "--select", "key:gold/dim_date)("], tmp_path), "materialize")
+    assert "is not an asset selection" in broken
+    lineage = _one_line_error(_run(["materialize", "--select", "key:gold/dim_date"], tmp_path,
+                                   OPENLINEAGE_CONFIG=str(tmp_path / "missing.yml")), "materialize")
+    assert "OPENLINEAGE_CONFIG" in lineage
+    # no S3 endpoint listens here: the catch-up range cannot be listed
+    s3 = _one_line_error(_run(["materialize", "--select", "key:gold/dim_date"], tmp_path,
+                              LAKEHOUSE_S3_ENDPOINT_URL="http://127.0.0.1:9"), "materialize")
+    assert "cannot list" in s3

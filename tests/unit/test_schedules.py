@@ -58,3 +58,21 @@ def test_hourly_refresh_and_upkeep_skip_a_tick_while_the_other_runs():
         instance.create_run_for_job(defs.resolve_job_def("lakehouse_all_assets"), status=dg.DagsterRunStatus.STARTED)
         skipped = _tick("nightly_maintenance", instance)
         assert not skipped.run_requests and "lakehouse_all_assets is running" in skipped.skip_message
+
+
+def test_runs_that_write_the_lake_queue_behind_each_other(tmp_path, monkeypatch):
+    from pipelines.run import dagster_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path))
+    home = dagster_home()
+    assert home == str(tmp_path / "dagster")
+    with dg.DagsterInstance.from_config(home) as instance:
+        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+    assert limits == [{"key": "lakehouse/writes", "value": "lake", "limit": 1}]
+    for job in ("lakehouse_all_assets", "lake_maintenance"):
+        assert defs.resolve_job_def(job).tags["lakehouse/writes"] == "lake"
+    # an instance that has its own settings keeps them
+    (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    dagster_home()
+    assert (tmp_path / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
