@@ -23,7 +23,7 @@ import pyarrow as pa
 from dagster import ConfigurableResource
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import error_message_run, parent_run
+from openlineage.client.facet_v2 import error_message_run, parent_run, set_producer
 from openlineage.client.uuid import generate_new_uuid
 
 from lineage.client import build_client, lineage_namespace
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # A URI naming this code; replace with the repository URL once the project has a public home.
 PRODUCER = "urn:lakehouse:lineage"
+# facets name their producer too (`_producer`): the same one, not the OpenLineage client library
+set_producer(PRODUCER)
 
 
 class LineageRun:

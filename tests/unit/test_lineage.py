@@ -62,6 +62,7 @@ def test_run_emits_start_then_complete_with_schema_stats_and_column_lineage(tmp_
     assert output["facets"]["dataQualityMetrics"]["rowCount"] == 42
     for facet in [*output["facets"].values(), *output["outputFacets"].values()]:
         assert facet["_schemaURL"].startswith("https://openlineage.io/spec/facets/")
+        assert facet["_producer"] == complete["producer"]
     assert "schema" not in start["outputs"][0].get("facets", {})
 
 
@@ -106,7 +107,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     for key in ("OPENLINEAGE_CONFIG", "OPENLINEAGE_URL", "OPENLINEAGE_DISABLED", "OPENLINEAGE_NAMESPACE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setattr("lineage.client.PROJECT_DIR", tmp_path / "project")
-    return {"LAKEHOUSE_DATA_DIR": str(tmp_path / "data"), "LAKEHOUSE_CONFIG": str(tmp_path / "absent.yaml")}
+    (tmp_path / "empty.yaml").write_text("")  # whatever lakehouse.yaml the project directory may have
+    return {"LAKEHOUSE_DATA_DIR": str(tmp_path / "data"), "LAKEHOUSE_CONFIG": str(tmp_path / "empty.yaml")}
 
 
 def test_default_transport_appends_jsonl_to_settings_lineage_file(env: dict[str, str]) -> None:

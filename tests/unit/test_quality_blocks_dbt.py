@@ -34,7 +34,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # the environment names another lake: the checks and dbt (a subprocess of the op) must use the one the
     # `lakehouse` resource names, which the assets wrote
     monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path / "elsewhere"))
-    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path / "absent.yaml"))
+    monkeypatch.delenv("LAKEHOUSE_CONFIG", raising=False)
     return tmp_path / "lake_of_the_resource"
 
 

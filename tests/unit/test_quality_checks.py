@@ -24,7 +24,7 @@ DAILY = AssetKey(["gold", "daily"])
 def lake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LAKEHOUSE_LAKE_ROOT", str(tmp_path / "lake"))
-    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(tmp_path / "absent.yaml"))
+    monkeypatch.delenv("LAKEHOUSE_CONFIG", raising=False)
     return tmp_path / "lake"
 
 
