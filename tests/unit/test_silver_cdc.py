@@ -354,6 +354,21 @@ def test_events_committed_after_later_stamped_ones_were_staged_are_staged_too(cl
     assert (day["viewing_sessions"], day["product_views"]) == (4, 4)
 
 
+def test_lines_of_an_order_deleted_before_them_follow_it_in_an_incremental_run(clean, tmp_path):
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    shutil.copytree(clean, incremental)
+    # the orders topic runs ahead: O1 is deleted; its line's delete has not arrived yet
+    deleted = Change("orders", "d", 400, order | {"status": "CONFIRMED"} | audit(250, 2))
+    write_batch(incremental, {"orders": [r | {"offset": r["offset"] + 100, "bronze_id": f"shop.public.orders/0/{r['offset'] + 100}",
+                                              "ingested_at": at(5000)} for r in bronze_rows([deleted], "orders", [0])]})
+    shutil.copytree(incremental / "lake" / "bronze", full / "lake" / "bronze")
+    dbt(incremental, "run")
+    dbt(full, "run")
+    (line,) = read(incremental, "gold", "fct_order_items")
+    assert (line["order_item_id"], line["order_status"], line["is_revenue"]) == (OI1, None, False)
+    assert content(incremental, "gold", "fct_order_items") == content(full, "gold", "fct_order_items")
+
+
 def test_events_are_deduplicated_by_event_id(clean):
     assert sorted(r["event_id"] for r in read(clean, "silver", "stg_events__events")) == sorted({e["event_id"] for e in EVENTS})
     (day,) = read(clean, "gold", "agg_daily_funnel")

@@ -3,6 +3,7 @@
 -- Incremental: the lines silver changed since the last run (a deleted line is closed in its history)
 -- and the lines of orders that changed; lines gone from silver are deleted.
 -- depends_on: {{ ref('int_order_items_history') }}
+-- depends_on: {{ ref('int_orders_history') }}
 {{ config(incremental_strategy='merge', unique_key='order_item_id', delete_flag='is_removed') }}
 with
 
@@ -24,9 +25,11 @@ lines as (
     select order_item_id from {{ ref('int_order_items_history') }}
     where processed_at > {{ watermark('processed_at') }}
     union
+    -- orders whose history changed, deleted ones included (their lines' order columns become null)
     select items.order_item_id from items
-    join orders on orders.order_id = items.order_id
-    where orders.processed_at > {{ watermark('processed_at') }}
+    semi join (
+        select order_id from {{ ref('int_orders_history') }} where processed_at > {{ watermark('processed_at') }}
+    ) as changed_orders using (order_id)
     {%- else %}
     select order_item_id from items
     {%- endif %}
