@@ -2,19 +2,25 @@
 
 dbt logs `LogStartLine` when a model begins and `LogModelResult` when it ends (both at info level, so
 they reach dagster-dbt); we send START and COMPLETE or FAIL at those moments, with the model's Delta
-inputs and output, and the output's schema and row count read from the Delta log once it is committed.
+inputs and output, the output's schema and row count read from the Delta log once it is committed, and
+its column lineage read from the SQL dbt compiled (lineage/sql_columns.py).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from lineage.emitter import LineageEmitter, LineageRun
 from lineage.facets import DatasetId, dataset_for_delta_path
+from lineage.sql_columns import column_sources
+
+log = logging.getLogger(__name__)
 
 
 class DbtModelFailed(Exception):
@@ -29,13 +35,16 @@ class DbtLineageTracker:
         path_for: Callable[[str, str], str],
         table_stats: Callable[[str], tuple[int, pa.Schema]],
         parent: tuple[str, str],
+        target_path: Path,
     ) -> None:
-        """`path_for(layer, table)` gives a Delta path; `table_stats(path)` its row count and schema."""
+        """`path_for(layer, table)` gives a Delta path; `table_stats(path)` its row count and schema;
+        `target_path` is the invocation's, where dbt writes each model's compiled SQL."""
         self.emitter = emitter
         self.manifest = manifest
         self.path_for = path_for
         self.table_stats = table_stats
         self.parent = parent
+        self.target_path = target_path
         self._open: dict[str, tuple[ExitStack, LineageRun, DatasetId, str]] = {}
 
     def _path(self, unique_id: str) -> str | None:
@@ -75,6 +84,9 @@ class DbtLineageTracker:
         if status == "success":
             row_count, schema = self.table_stats(path)
             run.set_output_stats(output, row_count=row_count, schema=schema)
+            sources = self._column_lineage(unique_id, schema.names)
+            if sources:
+                run.set_column_lineage(output, sources)
             stack.close()
             return
         try:
@@ -82,6 +94,28 @@ class DbtLineageTracker:
                 raise DbtModelFailed(f"dbt model {unique_id} finished with status {status}")
         except DbtModelFailed:
             pass
+
+    def _column_lineage(self, unique_id: str, columns: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """{output column: [(input namespace, input name, input column)]}; empty when the SQL cannot be
+        read or analysed (lineage must never fail a model)."""
+        node = self.manifest["nodes"][unique_id]
+        compiled = self.target_path / "compiled" / node["package_name"] / node["original_file_path"]
+        inputs = {}
+        for upstream in node.get("depends_on", {}).get("nodes", []):
+            parent = self.manifest["nodes"].get(upstream) or self.manifest["sources"].get(upstream)
+            if parent and parent["resource_type"] in ("model", "source"):
+                inputs[(parent["schema"], parent.get("alias") or parent["name"])] = self._path(upstream)
+        try:
+            table_columns = {table: self.table_stats(path)[1].names for table, path in inputs.items()}
+            found = column_sources(compiled.read_text(), columns, table_columns)
+        except Exception:
+            log.warning("no column lineage for %s", unique_id, exc_info=True)
+            return {}
+        datasets = {table: dataset_for_delta_path(path) for table, path in inputs.items()}
+        return {
+            column: [(datasets[table].namespace, datasets[table].name, source) for table, source in sources]
+            for column, sources in found.items()
+        }
 
     def close(self) -> None:
         """Models still open when dbt stops (killed, crashed) end as FAIL."""

@@ -92,6 +92,7 @@ def lakehouse_dbt_models(
         path_for=settings.layer_path,
         table_stats=lambda path: delta_table_stats(path, storage)[:2],
         parent=parent,
+        target_path=invocation.target_path,
     )
     try:
         for raw in invocation.stream_raw_events():

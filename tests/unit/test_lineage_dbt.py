@@ -12,12 +12,12 @@ from lineage.emitter import LineageEmitter
 MANIFEST = {
     "nodes": {
         "model.lakehouse.int_x": {
-            "resource_type": "model", "name": "int_x", "schema": "silver",
-            "depends_on": {"nodes": ["source.lakehouse.shop.cdc_x"]},
+            "resource_type": "model", "name": "int_x", "schema": "silver", "package_name": "lakehouse",
+            "original_file_path": "models/int_x.sql", "depends_on": {"nodes": ["source.lakehouse.shop.cdc_x"]},
         },
         "model.lakehouse.agg_x": {
-            "resource_type": "model", "name": "agg_x", "schema": "gold",
-            "depends_on": {"nodes": ["model.lakehouse.int_x"]},
+            "resource_type": "model", "name": "agg_x", "schema": "gold", "package_name": "lakehouse",
+            "original_file_path": "models/agg_x.sql", "depends_on": {"nodes": ["model.lakehouse.int_x"]},
         },
     },
     "sources": {"source.lakehouse.shop.cdc_x": {"resource_type": "source", "name": "cdc_x", "schema": "bronze"}},
@@ -31,10 +31,16 @@ def _log(name, unique_id, status):
 def _tracker(tmp_path):
     path = tmp_path / "lineage.jsonl"
     emitter = LineageEmitter(OpenLineageClient(transport=FileTransport(FileConfig(log_file_path=str(path), append=True))))
-    schema = pa.schema([("id", pa.int64())])
+    schemas = {"/lake/bronze/cdc_x": pa.schema([("after", pa.string()), ("lsn", pa.string())]),
+               "/lake/silver/int_x": pa.schema([("id", pa.int64()), ("lsn", pa.decimal128(20, 0)), ("n", pa.int64())])}
+    compiled = tmp_path / "target" / "compiled" / "lakehouse" / "models" / "int_x.sql"
+    compiled.parent.mkdir(parents=True)
+    compiled.write_text('with source as (select * from "memory"."bronze"."cdc_x")\n'
+                        "select cast(after ->> 'id' as bigint) as id, cast(lsn as decimal(20, 0)) as lsn, 1 as n from source")
     tracker = DbtLineageTracker(
         emitter, MANIFEST, path_for=lambda layer, table: f"/lake/{layer}/{table}",
-        table_stats=lambda p: (7, schema), parent=("job", "00000000-0000-0000-0000-000000000001"),
+        table_stats=lambda p: (7, schemas[p]), parent=("job", "00000000-0000-0000-0000-000000000001"),
+        target_path=tmp_path / "target",
     )
     return tracker, path
 
@@ -53,6 +59,10 @@ def test_successful_model_sends_start_then_complete_with_its_delta_inputs_and_ro
     assert [i["name"] for i in start["inputs"]] == ["/lake/bronze/cdc_x"]
     assert complete["outputs"][0]["name"] == "/lake/silver/int_x"
     assert complete["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] == 7
+    # column lineage from the compiled SQL: columns computed from no input column have none
+    fields = complete["outputs"][0]["facets"]["columnLineage"]["fields"]
+    assert {column: [(f["name"], f["field"]) for f in field["inputFields"]] for column, field in fields.items()} == {
+        "id": [("/lake/bronze/cdc_x", "after")], "lsn": [("/lake/bronze/cdc_x", "lsn")]}
 
 
 def test_failed_and_interrupted_models_send_fail(tmp_path):

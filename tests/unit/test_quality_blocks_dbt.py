@@ -130,3 +130,10 @@ def test_warning_failure_on_a_model_blocks_nothing(data_dir: Path) -> None:
     assert evaluation.metadata["failed_rules"].value == ["reference:customer_id"]
     assert {FCT_ORDERS, DAILY_SALES} <= materialized(result)
     assert suite_result(result, DAILY_SALES).passed
+
+    # the models' lineage runs carry column lineage, read from the SQL dbt compiled in this run
+    events = [json.loads(line) for line in (data_dir / "lineage.jsonl").read_text().splitlines()]
+    (complete,) = [e for e in events if e["job"]["name"] == "dbt.gold.agg_daily_sales" and e["eventType"] == "COMPLETE"]
+    fields = complete["outputs"][0]["facets"]["columnLineage"]["fields"]
+    assert [(f["name"].rsplit("/", 1)[-1], f["field"]) for f in fields["total_revenue"]["inputFields"]] == [
+        ("int_orders_current", "total_amount")]
