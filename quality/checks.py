@@ -88,7 +88,8 @@ def check_result_for(outcome: SuiteOutcome, *, results_table: str) -> AssetCheck
         description = f"{len(outcome.rules)} rules passed"
     return AssetCheckResult(
         passed=outcome.passed,
-        severity=AssetCheckSeverity.ERROR if outcome.blocks_downstream else AssetCheckSeverity.WARN,
+        # WARN only for a failure that blocks nothing; a passing suite reports Dagster's default
+        severity=AssetCheckSeverity.WARN if outcome.failed_rules and not outcome.blocks_downstream else AssetCheckSeverity.ERROR,
         metadata={k: v for k, v in metadata.items() if v is not None},
         description=description,
     )
