@@ -51,7 +51,8 @@ EXPECTED_GRAPH = {
     "gold/dim_customers": ["silver/int_customers_history"],
     "gold/dim_date": [],
     "gold/dim_products": ["silver/int_products_current"],
-    "gold/fct_order_items": ["silver/int_order_items_current", "silver/int_order_items_history", "silver/int_orders_current"],
+    "gold/fct_order_items": ["silver/int_order_items_current", "silver/int_order_items_history", "silver/int_orders_current",
+                             "silver/int_orders_history"],
     "gold/fct_orders": ["silver/int_orders_history"],
 }
 
