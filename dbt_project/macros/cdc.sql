@@ -46,7 +46,11 @@ renamed as (
 
     select
         {%- for name, type, field in spec.columns %}
+        {%- if type == 'char' %}
+        rtrim(row_values[{{ loop.index }}], ' ') as {{ name }},
+        {%- else %}
         cast(row_values[{{ loop.index }}] as {{ type }}) as {{ name }},
+        {%- endif %}
         {%- endfor %}
         op as change_op,
         op = 'd' as is_delete,

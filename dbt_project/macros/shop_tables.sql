@@ -7,6 +7,8 @@
   `processed_at`, which would collide with silver's lineage column of that name.
   `toast` marks variable-length columns Postgres may store out of line (TOAST): only those can arrive
   as Debezium's unavailable-value placeholder.
+  Type `char` marks Postgres char(n) columns: Debezium sends the stored, blank-padded value ('Z ' for
+  'Z' in a char(2)); silver drops the padding, as Postgres does when it turns such a value into text.
 -#}
 {% macro shop_table(table) %}
   {%- set audit = [
@@ -20,7 +22,7 @@
       'key': 'customer_id',
       'columns': [
         ('customer_id', 'uuid'), ('email', 'varchar'), ('first_name', 'varchar'), ('last_name', 'varchar'),
-        ('phone', 'varchar'), ('country', 'varchar'), ('city', 'varchar'), ('marketing_opt_in', 'boolean'),
+        ('phone', 'varchar'), ('country', 'char'), ('city', 'varchar'), ('marketing_opt_in', 'boolean'),
         ('registered_at', 'timestamptz'),
       ],
       'checks': {
@@ -59,7 +61,7 @@
       'columns': [
         ('order_id', 'uuid'), ('customer_id', 'uuid'), ('status', 'varchar'), ('order_ts', 'timestamptz'),
         ('subtotal', money), ('discount_amount', money), ('tax_amount', money), ('shipping_amount', money),
-        ('total_amount', money), ('currency', 'varchar'), ('shipping_address', 'json'),
+        ('total_amount', money), ('currency', 'char'), ('shipping_address', 'json'),
       ],
       'checks': {
         'status_known': "status in ('PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED', 'CANCELLED')",
@@ -84,7 +86,7 @@
       'key': 'payment_id',
       'columns': [
         ('payment_id', 'uuid'), ('order_id', 'uuid'), ('method', 'varchar'), ('status', 'varchar'),
-        ('amount', money), ('currency', 'varchar'), ('provider_ref', 'varchar'), ('payment_processed_at', 'timestamptz'),
+        ('amount', money), ('currency', 'char'), ('provider_ref', 'varchar'), ('payment_processed_at', 'timestamptz'),
       ],
       'checks': {
         'status_known': "status in ('AUTHORIZED', 'CAPTURED', 'FAILED', 'REFUNDED')",

@@ -74,7 +74,8 @@ stock = {"product_id": P1, "warehouse_code": "WH-EU", "quantity_on_hand": 5, "qu
 CHANGES = [
     Change("customers", "c", 100, customer | {"email": "a@example.com"} | audit(100)),
     Change("products", "c", 105, product | {"price": "10.00", "cost": "4.00", "attributes": '{"color": "red"}'} | audit(105)),
-    Change("customers", "c", 110, customer | {"customer_id": C2, "email": "z@example.com"} | audit(110)),
+    # a Postgres char(2) value arrives blank-padded
+    Change("customers", "c", 110, customer | {"customer_id": C2, "email": "z@example.com", "country": "Z "} | audit(110)),
     Change("inventory", "c", 130, stock | {"inventory_id": I1} | audit(130)),
     Change("orders", "c", 150, order | {"status": "PENDING"} | audit(150)),
     Change("order_items", "c", 151, item | audit(151)),
@@ -264,6 +265,12 @@ def test_truncate_removes_rows_committed_before_it(clean):
     history = by(read(clean, "silver", "int_inventory_history"), "inventory_id")
     assert (history[I1]["valid_to"], history[I1]["is_current"]) == (at(230), False)
     assert (history[I2]["valid_to"], history[I2]["is_current"]) == (None, True)
+
+
+def test_char_columns_lose_their_blank_padding_as_in_postgres(clean):
+    countries = {r["customer_id"]: r["country"] for r in read(clean, "silver", "int_customers_current")}
+    assert countries == {C1: "GB", C2: "Z"}
+    assert {r["currency"] for r in read(clean, "silver", "stg_shop__orders")} == {"GBP"}
 
 
 def test_toasted_column_keeps_the_value_it_had_before(clean):
