@@ -4,7 +4,6 @@ PYTHON ?= python3
 UV_VERSION := 0.13.8
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME ?= $(CURDIR)/data/dagster
 
 .PHONY: setup prerequisites venv jars dbt-parse demo test test-unit ui stack-up stack-down stack-status clean
 
@@ -39,9 +38,10 @@ test: setup
 test-unit: venv
 	$(BIN)/pytest tests/unit
 
+# the instance `lakehouse` uses (DAGSTER_HOME, else <data_dir>/dagster), with our settings if it has none
 ui: setup
-	$(BIN)/python -c 'from pipelines.run import dagster_home; dagster_home()'  # our instance settings
-	$(BIN)/dagster dev -w workspace.yaml
+	DAGSTER_HOME="$$($(BIN)/python -c 'from pipelines.run import dagster_home; print(dagster_home())')" \
+	  $(BIN)/dagster dev -w workspace.yaml
 
 stack-up: setup
 	$(BIN)/lakehouse stack up

@@ -107,15 +107,19 @@ class DbtLineageTracker:
                 inputs[(parent["schema"], parent.get("alias") or parent["name"])] = self._path(upstream)
         try:
             table_columns = {table: self.table_stats(path)[1].names for table, path in inputs.items()}
+            # an incremental model also reads itself (its watermark): sqlglot must know those columns too
+            table_columns[(node["schema"], node.get("alias") or node["name"])] = columns
             found = column_sources(compiled.read_text(), columns, table_columns)
         except Exception:
             log.warning("no column lineage for %s", unique_id, exc_info=True)
             return {}
         datasets = {table: dataset_for_delta_path(path) for table, path in inputs.items()}
-        return {
-            column: [(datasets[table].namespace, datasets[table].name, source) for table, source in sources]
+        lineage = {
+            column: [(datasets[table].namespace, datasets[table].name, source)
+                     for table, source in sources if table in datasets]
             for column, sources in found.items()
         }
+        return {column: sources for column, sources in lineage.items() if sources}
 
     def close(self) -> None:
         """Models still open when dbt stops (killed, crashed) end as FAIL."""

@@ -24,6 +24,7 @@ from quality.results import outcome_from_json, results_path
 DBT_PROJECT = DbtProject(project_dir=PROJECT_DIR / "dbt_project", profiles_dir=PROJECT_DIR / "dbt_project")
 # the venv's dbt, whatever PATH says (dagster dev and schedules do not activate the venv)
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
+DBT_POOL = "dbt"
 
 
 def prepare_dbt_manifest() -> None:
@@ -74,6 +75,9 @@ def dbt_build_args(window: dg.TimeWindow | None) -> list[str]:
     dagster_dbt_translator=TRANSLATOR,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # one dbt build at a time (pipelines/instance/dagster.yaml): overlapping builds could move a model's
+    # watermark past rows the other commits later
+    pool=DBT_POOL,
 )
 def lakehouse_dbt_models(
     context: dg.AssetExecutionContext, dbt: DbtCliResource, lakehouse: LakehouseSettings, lineage: LineageResource
@@ -82,7 +86,8 @@ def lakehouse_dbt_models(
     storage = settings.delta_storage_options()
     partitioned = context.has_partition_key or context.has_partition_key_range
     # read by dbt, which starts now: the lake of the `lakehouse` resource, the run for the quality results
-    with _environment({"LAKEHOUSE_DATA_DIR": str(settings.data_dir), QUALITY_RUN_ID_ENV: context.run.run_id}):
+    with _environment({"LAKEHOUSE_DATA_DIR": str(settings.data_dir), QUALITY_RUN_ID_ENV: context.run.run_id,
+                       **_absolute_config_path()}):
         invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
     emitter = lineage.get_emitter()
     parent = (context.job_name, context.run.run_id)
@@ -128,6 +133,12 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _absolute_config_path() -> dict[str, str]:
+    # dbt starts in dbt_project/, where a relative LAKEHOUSE_CONFIG would name another file
+    config = os.environ.get("LAKEHOUSE_CONFIG")
+    return {"LAKEHOUSE_CONFIG": str(Path(config).resolve())} if config else {}
 
 
 def _suite_result(dbt_result: dg.AssetCheckResult, target_path: Path, settings: Settings, emitter: LineageEmitter,

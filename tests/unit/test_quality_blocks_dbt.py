@@ -34,7 +34,10 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # the environment names another lake: the checks and dbt (a subprocess of the op) must use the one the
     # `lakehouse` resource names, which the assets wrote
     monkeypatch.setenv("LAKEHOUSE_DATA_DIR", str(tmp_path / "elsewhere"))
-    monkeypatch.delenv("LAKEHOUSE_CONFIG", raising=False)
+    # a settings file named relative to where the run starts (dbt starts elsewhere, in dbt_project/)
+    (tmp_path / "settings.yaml").write_text("vacuum_retention_hours: 200\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", "settings.yaml")
     return tmp_path / "lake_of_the_resource"
 
 

@@ -68,10 +68,14 @@ def test_runs_that_write_the_lake_queue_behind_each_other(tmp_path, monkeypatch)
     home = dagster_home()
     assert home == str(tmp_path / "dagster")
     with dg.DagsterInstance.from_config(home) as instance:
-        limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
-    assert limits == [{"key": "lakehouse/writes", "value": "lake", "limit": 1}]
+        config = instance.get_concurrency_config()
+    assert config.run_queue_config.tag_concurrency_limits == [{"key": "lakehouse/writes", "value": "lake", "limit": 1}]
     for job in ("lakehouse_all_assets", "lake_maintenance"):
         assert defs.resolve_job_def(job).tags["lakehouse/writes"] == "lake"
+    # however a run starts (UI materialization, backfill, schedule), its dbt op waits for any other
+    assert config.pool_config.default_pool_limit == 1
+    dbt_op = next(a for a in defs.assets if a.node_def.name == "lakehouse_dbt_models")
+    assert dbt_op.node_def.pool == "dbt"
     # an instance that has its own settings keeps them
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dagster_home()
