@@ -102,6 +102,8 @@ def lakehouse_dbt_models(
     try:
         for raw in invocation.stream_raw_events():
             tracker.observe(raw.raw_event)
+            if _is_source_test(raw.raw_event, invocation.manifest):
+                continue  # not a Dagster check (see TRANSLATOR): dagster-dbt would warn about each one
             for event in raw.to_default_asset_events(
                 manifest=invocation.manifest,
                 dagster_dbt_translator=TRANSLATOR,
@@ -133,6 +135,13 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _is_source_test(raw_event: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+    unique_id = raw_event.get("data", {}).get("node_info", {}).get("unique_id", "")
+    node = manifest["nodes"].get(unique_id) if unique_id.startswith("test.") else None
+    parents = node.get("depends_on", {}).get("nodes", []) if node else []
+    return bool(parents) and all(parent.startswith("source.") for parent in parents)
 
 
 def _absolute_config_path() -> dict[str, str]:
