@@ -31,7 +31,6 @@ from pipelines.lake import (
     register_lake_views,
 )
 from pipelines.settings import load_settings
-from quality.run import run_suite_for_dbt
 from quality.rules import load_rules
 
 # set by the Dagster op that runs dbt: quality results are stored under the Dagster run's id
@@ -59,6 +58,10 @@ class Plugin(BasePlugin):
                              side_effects=True)
 
     def _quality_suite(self, table: str, invocation_id: str) -> list[str]:
+        # imported on first use: Great Expectations takes ~4 s to import, which every dbt command
+        # (parse, run without tests) would otherwise pay at start-up
+        from quality.run import run_suite_for_dbt
+
         target_path = os.environ.get("DBT_TARGET_PATH")
         with _ONE_SUITE_AT_A_TIME:
             return run_suite_for_dbt(
