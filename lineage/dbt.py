@@ -45,14 +45,23 @@ class DbtLineageTracker:
         self.table_stats = table_stats
         self.parent = parent
         self.target_path = target_path
-        self._open: dict[str, tuple[ExitStack, LineageRun, DatasetId, str]] = {}
+        self._open: dict[str, tuple[ExitStack, LineageRun, DatasetId, str, dict[tuple[str, str], str]]] = {}
 
-    def _path(self, unique_id: str) -> str | None:
-        node = self.manifest["nodes"].get(unique_id) or self.manifest["sources"].get(unique_id)
-        if node is None or node["resource_type"] not in ("model", "source"):
-            return None
+    @staticmethod
+    def _relation(node: Mapping[str, Any]) -> tuple[str, str]:
+        """(layer, table) of a model or source: a model's table is its alias when it has one."""
         name = node["name"] if node["resource_type"] == "source" else node.get("alias") or node["name"]
-        return self.path_for(node["schema"], name)
+        return node["schema"], name
+
+    def _inputs(self, node: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+        """The Delta path of each model and source the node reads, by (layer, table)."""
+        inputs = {}
+        for upstream in node.get("depends_on", {}).get("nodes", []):
+            parent = self.manifest["nodes"].get(upstream) or self.manifest["sources"].get(upstream)
+            if parent and parent["resource_type"] in ("model", "source"):
+                relation = self._relation(parent)
+                inputs[relation] = self.path_for(*relation)
+        return inputs
 
     def observe(self, raw_event: Mapping[str, Any]) -> None:
         name = raw_event.get("info", {}).get("name")
@@ -67,24 +76,28 @@ class DbtLineageTracker:
 
     def _start(self, unique_id: str) -> None:
         node = self.manifest["nodes"][unique_id]
-        path = self._path(unique_id)
+        path = self.path_for(*self._relation(node))
         output = dataset_for_delta_path(path)
-        upstream = (self._path(u) for u in node.get("depends_on", {}).get("nodes", []))
-        inputs = [dataset_for_delta_path(p) for p in upstream if p]
+        inputs = self._inputs(node)
         stack = ExitStack()
         run = stack.enter_context(
-            self.emitter.run(f"dbt.{node['schema']}.{node['name']}", inputs=inputs, outputs=[output], parent=self.parent)
+            self.emitter.run(
+                f"dbt.{node['schema']}.{node['name']}",
+                inputs=[dataset_for_delta_path(p) for p in inputs.values()],
+                outputs=[output],
+                parent=self.parent,
+            )
         )
-        self._open[unique_id] = (stack, run, output, path)
+        self._open[unique_id] = (stack, run, output, path, inputs)
 
     def _finish(self, unique_id: str, status: str | None) -> None:
         if unique_id not in self._open:
             return
-        stack, run, output, path = self._open.pop(unique_id)
+        stack, run, output, path, inputs = self._open.pop(unique_id)
         if status == "success":
             row_count, schema = self.table_stats(path)
             run.set_output_stats(output, row_count=row_count, schema=schema)
-            sources = self._column_lineage(unique_id, schema.names)
+            sources = self._column_lineage(unique_id, schema.names, inputs)
             if sources:
                 run.set_column_lineage(output, sources)
             stack.close()
@@ -95,20 +108,17 @@ class DbtLineageTracker:
         except DbtModelFailed:
             pass
 
-    def _column_lineage(self, unique_id: str, columns: list[str]) -> dict[str, list[tuple[str, str, str]]]:
+    def _column_lineage(
+        self, unique_id: str, columns: list[str], inputs: dict[tuple[str, str], str]
+    ) -> dict[str, list[tuple[str, str, str]]]:
         """{output column: [(input namespace, input name, input column)]}; empty when the SQL cannot be
         read or analysed (lineage must never fail a model)."""
         node = self.manifest["nodes"][unique_id]
         compiled = self.target_path / "compiled" / node["package_name"] / node["original_file_path"]
-        inputs = {}
-        for upstream in node.get("depends_on", {}).get("nodes", []):
-            parent = self.manifest["nodes"].get(upstream) or self.manifest["sources"].get(upstream)
-            if parent and parent["resource_type"] in ("model", "source"):
-                inputs[(parent["schema"], parent.get("alias") or parent["name"])] = self._path(upstream)
         try:
             table_columns = {table: self.table_stats(path)[1].names for table, path in inputs.items()}
             # an incremental model also reads itself (its watermark): sqlglot must know those columns too
-            table_columns[(node["schema"], node.get("alias") or node["name"])] = columns
+            table_columns[self._relation(node)] = columns
             found = column_sources(compiled.read_text(), columns, table_columns)
         except Exception:
             log.warning("no column lineage for %s", unique_id, exc_info=True)
