@@ -13,6 +13,7 @@ import dagster as dg
 from lineage.client import build_transport
 from pipelines.events.objects import event_store_for
 from pipelines.partitions import START_DATE, partition_range
+from pipelines.schedules import lakehouse_job
 from pipelines.settings import load_settings
 
 
@@ -81,10 +82,11 @@ def materialize_all(select: str = "*", log_level: str = "INFO") -> Materializati
 
     selection = _selection(select, defs)
     build_transport()  # a broken OpenLineage config is the user's to fix before the run, not a failed step
-    everything = list(defs.assets) + list(defs.asset_checks or [])
+    # a run of the job the schedules run, so the UI lists it under that job, not as an ad hoc asset run
+    job = defs.resolve_job_def(lakehouse_job.name)
     with dg.DagsterInstance.get() as instance:
-        run = dg.materialize(
-            everything, instance=instance, resources=defs.resources, selection=selection,
+        run = job.execute_in_process(
+            instance=instance, asset_selection=list(selection.resolve(defs.resolve_asset_graph())),
             tags=partition_range(*_catch_up_range()), raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
