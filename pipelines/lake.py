@@ -140,6 +140,11 @@ def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) 
     return sum(n or 0 for n in num_records), pa.schema(table.schema().to_arrow()), table.version()
 
 
+def table_name_metadata(layer: str, table: str) -> dict:
+    """The name an analyst queries the table by (`lakehouse query`), shown by the Dagster UI as its storage."""
+    return {"dagster/table_name": f"{layer}.{table}"}
+
+
 def delta_table_metadata(path: str, storage_options: dict[str, str] | None = None) -> dict:
     """Row count and column schema of a Delta table, in the metadata keys the Dagster UI shows."""
     import dagster as dg

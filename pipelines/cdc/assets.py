@@ -5,7 +5,7 @@ import dagster as dg
 from pipelines.cdc.ingest import CDC_STREAMS, TRANSACTIONS, bronze_table_name, ingest_topic, topic_for
 from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_kafka_topic
-from pipelines.lake import delta_table_metadata, delta_table_stats
+from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.resources import LakehouseSettings
 
 OWNER = "team:data-platform"
@@ -44,6 +44,7 @@ def bronze_cdc_asset(stream: str) -> dg.AssetsDefinition:
         kinds={"kafka", "delta"},
         owners=[OWNER],
         description=_describe(stream),
+        metadata=table_name_metadata("bronze", bronze_table),
     )
     def _bronze_cdc(
         context: dg.AssetExecutionContext, lakehouse: LakehouseSettings, lineage: LineageResource

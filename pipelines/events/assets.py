@@ -13,7 +13,7 @@ from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_s3_object
 from pipelines.events.ingest import TABLE, DayIngestResult, ingest_day
 from pipelines.events.objects import EventStore, S3EventStore, day_prefix, event_store_for
-from pipelines.lake import delta_table_metadata, delta_table_stats
+from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.partitions import START_DATE, daily_partitions
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import Settings
@@ -62,6 +62,7 @@ def s3_column_lineage(source: DatasetId) -> dict[str, list[tuple[str, str, str]]
     group_name="bronze",
     kinds={"s3", "delta"},
     owners=[OWNER],
+    metadata=table_name_metadata("bronze", TABLE),
     partitions_def=daily_partitions,
     # a range of days (a backfill, the catch-up of `lakehouse materialize`) is one run
     backfill_policy=dg.BackfillPolicy.single_run(),

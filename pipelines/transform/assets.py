@@ -13,7 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 
 from lineage.dbt import DbtLineageTracker
 from lineage.emitter import LineageEmitter, LineageResource
-from pipelines.lake import delta_table_metadata, delta_table_stats
+from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import PROJECT_DIR, Settings
@@ -43,6 +43,11 @@ class LakehouseDbtTranslator(DagsterDbtTranslator):
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return dbt_resource_props["schema"]
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        # dagster-dbt names the relation in dbt's DuckDB (`memory.silver.x`), which nobody can query
+        table = dbt_resource_props.get("alias") or dbt_resource_props["name"]
+        return {**super().get_metadata(dbt_resource_props), **table_name_metadata(dbt_resource_props["schema"], table)}
 
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         return ["team:analytics-engineering"]

@@ -126,3 +126,10 @@ def test_every_asset_has_a_gx_suite_check_and_dbt_waits_for_those_of_bronze():
     upstream = {output.node_name for outputs in job.graph.dependency_structure.input_to_upstream_outputs_for_node(
         "lakehouse_dbt_models").values() for output in outputs}
     assert {f"bronze__{t}_gx_suite" for t in ("cdc_orders", "cdc_customers", "events")} <= upstream
+
+
+def test_every_asset_is_named_as_analysts_query_it():
+    # the UI's "Storage" field: the view `lakehouse query` and `lakehouse shell` open for the table
+    for spec in defs.resolve_all_asset_specs():
+        layer, table = spec.key.path
+        assert spec.metadata.get("dagster/table_name") == f"{layer}.{table}", spec.key
