@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from pipelines.workload.model import EVENT_TYPES
@@ -35,6 +35,8 @@ PLATFORM = "platform"
 CLOUDEVENTS = "cloudevents"
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 _ASCII_DIGITS = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}").match
 
 
@@ -79,13 +81,25 @@ def _reject_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
-# every digit → "0", everything else → "x": a run of 20 zeros marks a number orjson cannot keep exact
+# every digit → "0", everything else → "x": a run of 19 zeros marks a number orjson may not keep exact
+# (it keeps integers from -2**63 to 2**64 - 1, and -9223372036854775809 has 19 digits)
 _DIGIT_CLASS = bytes(48 if 48 <= i <= 57 else 120 for i in range(256))
-_LONG_NUMBER = b"0" * 20
+_LONG_NUMBER = b"0" * 19
+
+
+_INF = float("inf")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"number {_show(text)} is beyond the range of a double")
+    return value
 
 
 def _loads(raw: bytes) -> tuple[object, bool]:
-    """Parse strict JSON (no NaN/Infinity); returns (value, parsed_by_orjson)."""
+    """Parse strict JSON (no NaN/Infinity, no number that overflows a double); returns (value,
+    parsed_by_orjson)."""
     # orjson turns integers beyond 64 bits into floats (silently inexact): such lines, and whatever
     # orjson refuses, are left to the standard parser, which is exact and judges validity alike
     if orjson is not None and _LONG_NUMBER not in raw.translate(_DIGIT_CLASS):
@@ -93,12 +107,15 @@ def _loads(raw: bytes) -> tuple[object, bool]:
             return orjson.loads(raw), True
         except orjson.JSONDecodeError:
             pass
-    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant), False
+    return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite), False
 
 
 def _dumps(value: object, fast: bool) -> str:
     if fast:
-        return orjson.dumps(value).decode()
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+            pass
     # ensure_ascii keeps lone surrogates (legal escapes in JSON, illegal in UTF-8 text) as escapes
     return json.dumps(value, separators=(",", ":"), ensure_ascii=True)
 
@@ -137,8 +154,7 @@ def _timestamp_us(value: object, name: str) -> int:
         raise _Invalid(f"{name} is not an ISO-8601 timestamp: {_show(value)}") from None
     if ts.tzinfo is None:
         raise _Invalid(f"{name} has no UTC offset (naive times name no instant): {_show(value)}")
-    # exact: the float's error at today's epoch seconds is far below half a microsecond
-    return round(ts.timestamp() * 1_000_000)
+    return (ts - _EPOCH) // _MICROSECOND
 
 
 def _event_type(value: object, name: str, allow_prefix: bool) -> str:
@@ -235,6 +251,8 @@ def parse_line(raw: bytes, *, unterminated: bool = False) -> EventRow | LineErro
     """
     try:
         obj, fast = _loads(raw)
+    except RecursionError:
+        return LineError("nested too deeply to parse (JSON deeper than about 1,000 levels)")
     except UnicodeDecodeError as exc:
         return LineError(f"not UTF-8 text: {exc.reason} at byte {exc.start}")
     except ValueError as exc:
@@ -249,3 +267,5 @@ def parse_line(raw: bytes, *, unterminated: bool = False) -> EventRow | LineErro
         return row
     except _Invalid as exc:
         return LineError(str(exc))
+    except RecursionError:
+        return LineError("nested too deeply to store (JSON deeper than about 1,000 levels)")

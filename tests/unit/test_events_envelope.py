@@ -256,3 +256,37 @@ def test_lone_surrogate_in_payload_is_kept_escaped():
 def test_lone_surrogate_in_a_column_is_rejected():
     raw = line(platform()).replace(b'"order-service"', b'"\\ud800"')
     assert "surrogate" in parse_line(raw).reason
+
+
+@pytest.mark.parametrize("number", [-9223372036854775809, -9999999999999999999, 18446744073709551616, -(10**25)])
+def test_integers_just_beyond_64_bits_stay_exact(number):
+    row = parse_line(line(platform(data={"payload": {"n": number}})))
+    assert isinstance(row, EventRow) and row.payload == f'{{"n":{number}}}'
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"1" * 20 + b".5e400"])
+def test_a_number_beyond_a_double_is_rejected_not_stored_as_infinity(number):
+    raw = line(platform()).replace(b'"items":[1,2]', b'"items":' + number)
+    result = parse_line(raw)
+    assert isinstance(result, LineError) and "beyond the range of a double" in result.reason
+
+
+@pytest.mark.parametrize("depth", [300, 900])
+def test_deeply_nested_payload_is_kept(depth):
+    nested = "[" * depth + "]" * depth
+    raw = line(platform()).replace(b"[1,2]", nested.encode())
+    row = parse_line(raw)
+    assert isinstance(row, EventRow) and json.loads(row.payload)["items"] == json.loads(nested)
+
+
+def test_payload_nested_beyond_what_python_parses_is_a_line_error():
+    raw = line(platform()).replace(b"[1,2]", b"[" * 5000 + b"]" * 5000)
+    result = parse_line(raw)
+    assert isinstance(result, LineError) and "nested too deeply" in result.reason
+
+
+@pytest.mark.parametrize("value", ["2111-04-18T02:06:47.261559Z", "2199-12-31T23:59:59.999999Z",
+                                   "1901-01-01T00:00:00.000001Z"])
+def test_timestamps_far_from_today_are_exact_to_the_microsecond(value):
+    expected = datetime.fromisoformat(value)
+    assert parse_line(line(platform(timestamp=value))).event_ts_us == micros(expected)
