@@ -401,3 +401,17 @@ def test_every_model_documents_exactly_the_columns_it_writes(clean):
         written = DeltaTable(str(clean / "lake" / node["schema"] / node["name"])).schema().to_arrow().names
         assert list(node["columns"]) == written, node["name"]
         assert all(c["description"] for c in node["columns"].values()), node["name"]
+
+
+def test_an_event_repeated_in_one_object_is_staged_from_its_first_line(clean, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(clean, root)
+    # the same event on lines 4 and 10 of one object: bronze_id sorts "k5@e:10" before "k5@e:4"
+    copies = [event(7, "product.viewed", uid(805), 7, "k5") | {"bronze_id": f"k5@e:{n}", "line_number": n,
+                                                               "ingested_at": at(2000), "event_source": f"line {n}"}
+              for n in (10, 4)]
+    write_deltalake(str(root / "lake" / "bronze" / "events"), pa.Table.from_pylist(copies, schema=BRONZE_EVENTS),
+                    mode="append")
+    dbt(root, "run", "--select", "stg_events__events")
+    (staged,) = [r for r in read(root, "silver", "stg_events__events") if r["event_id"] == uid(907)]
+    assert (staged["source_bronze_id"], staged["event_source"]) == ("k5@e:4", "line 4")

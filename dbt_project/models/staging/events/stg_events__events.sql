@@ -28,11 +28,14 @@ repeated_ids as (
 
 later_copies as (
 
-    -- the first ingested copy wins; bronze_id (unique) breaks ties between copies of one batch.
+    -- the first ingested copy wins; within a batch the first by object key and line (a batch reads its
+    -- objects in key order), then bronze_id for rows written before line_number existed.
     -- Only repeated ids are ranked: ranking (or joining) every event costs as much as all the rest.
     select bronze_id from source
     semi join repeated_ids on lower(source.event_id) = repeated_ids.id
-    qualify row_number() over (partition by lower(event_id) order by ingested_at, bronze_id) > 1
+    qualify row_number() over (
+        partition by lower(event_id) order by ingested_at, object_key, line_number, bronze_id
+    ) > 1
 
 ),
 
