@@ -52,7 +52,7 @@ def _catch_up_range() -> tuple[date, date]:
     """From the first day with event objects in the source (today if none) to today."""
     store = event_store_for(load_settings())
     last = datetime.now(UTC).date()
-    days = [d for d in store.list_days(date.fromisoformat(START_DATE)) if store.list_day(d)]
+    days = [d for d in store.list_days(date.fromisoformat(START_DATE)).days if store.list_day(d)]
     return min(days, default=last), last
 
 

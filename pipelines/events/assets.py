@@ -12,7 +12,14 @@ import dagster as dg
 from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_s3_object
 from pipelines.events.ingest import TABLE, DayIngestResult, ingest_day
-from pipelines.events.objects import EventStore, S3EventStore, day_prefix, event_store_for
+from pipelines.events.objects import (
+    DayListing,
+    EventStore,
+    S3EventStore,
+    day_prefix,
+    event_store_for,
+    outside_layout_note,
+)
 from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.partitions import START_DATE, daily_partitions
 from pipelines.resources import LakehouseSettings
@@ -35,13 +42,13 @@ def source_dataset(store: EventStore, day: date | None) -> DatasetId:
     return dataset_for_delta_path(store.root / relative)
 
 
-def days_to_ingest(context: dg.AssetExecutionContext, store: EventStore) -> list[date]:
+def days_to_ingest(context: dg.AssetExecutionContext, store: EventStore) -> DayListing:
     """The run's day partition(s); a run without partitions (materialize-all, the demo) catches up on
     every day prefix present, which is cheap for days already ingested (their objects are skipped)."""
     if context.has_partition_key_range:
-        return [date.fromisoformat(key) for key in context.partition_keys]
+        return DayListing([date.fromisoformat(key) for key in context.partition_keys], [])
     if context.has_partition_key:
-        return [date.fromisoformat(context.partition_key)]
+        return DayListing([date.fromisoformat(context.partition_key)], [])
     return store.list_days(date.fromisoformat(START_DATE))
 
 
@@ -80,7 +87,10 @@ def bronze_events(
 ) -> dg.MaterializeResult:
     settings = lakehouse.load()
     store = event_store_for(settings)
-    days = days_to_ingest(context, store)
+    listing = days_to_ingest(context, store)
+    days = listing.days
+    if listing.outside_layout:
+        context.log.warning(outside_layout_note(store.location, listing.outside_layout))
     source = source_dataset(store, days[0] if len(days) == 1 else None)
     target_path = settings.bronze_path(TABLE)
     target = dataset_for_delta_path(target_path)
@@ -112,6 +122,7 @@ def bronze_events(
         "days": len(days),
         **{name: getattr(totals, name) for name in COUNTS},
         "discovery_seconds": round(totals.discovery_seconds, 4),
+        "outside_layout": len(listing.outside_layout),
     }
     if exists:
         metadata.update(delta_table_metadata(target_path, settings.delta_storage_options()))
@@ -174,7 +185,10 @@ def plan_runs(store: EventStore, cursor: SensorCursor, *, now: datetime,
     notes: list[str] = []
     fingerprints = dict(cursor.fingerprints)
     newest = cursor.newest_day
-    for day in store.list_days(first):
+    listing = store.list_days(first)
+    if listing.outside_layout:
+        notes.append(outside_layout_note(store.location, listing.outside_layout))
+    for day in listing.days:
         if day > last_day:
             notes.append(f"{day_prefix(day)}: after the last partition {last_day}; skipped until then")
             continue
@@ -205,8 +219,8 @@ def bronze_events_sensor(context: dg.SensorEvaluationContext, lakehouse: Lakehou
     settings = lakehouse.load()
     store = event_store_for(settings)
     requests, cursor, notes = plan_runs(store, SensorCursor.parse(context.cursor), now=datetime.now(UTC))
-    for note in notes:
-        context.log.info(note)
+    for note in notes:  # what the sensor saw and did not ask to ingest, and why
+        context.log.warning(note)
     return dg.SensorResult(run_requests=requests, cursor=cursor.dump())
 
 

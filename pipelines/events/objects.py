@@ -58,6 +58,20 @@ def day_of_key(key: str) -> date | None:
         return None
 
 
+@dataclass(frozen=True)
+class DayListing:
+    """The day prefixes found, and the folders and objects that are not in the layout (not ingested)."""
+
+    days: list[date]
+    outside_layout: list[str]
+
+
+def outside_layout_note(location: str, outside: list[str], shown: int = 5) -> str:
+    more = f" and {len(outside) - shown} more" if len(outside) > shown else ""
+    return (f"{len(outside)} folders or objects under {location}/ are outside the layout "
+            f"year=YYYY/month=MM/day=DD/ and are not ingested: {', '.join(outside[:shown])}{more}")
+
+
 def _wanted(name: str) -> bool:
     # writers stage objects under hidden names before an atomic rename (see the workload's sink)
     return bool(name) and not name.startswith((".", "_")) and not name.endswith("/")
@@ -67,7 +81,7 @@ class EventStore(Protocol):
     location: str  # a URL for lineage and messages: s3://bucket/prefix or file:///path
 
     def list_day(self, day: date) -> list[ObjectInfo]: ...
-    def list_days(self, since: date) -> list[date]: ...
+    def list_days(self, since: date) -> DayListing: ...
     def read(self, info: ObjectInfo) -> bytes: ...
 
 
@@ -102,23 +116,24 @@ class S3EventStore:
             raise self._error(exc, f"list {day_prefix(day)}") from exc
         return sorted(found, key=lambda o: o.key)
 
-    def _children(self, relative: str) -> list[str]:
-        """Names of the `name=value/` folders just below `relative`."""
+    def _children(self, relative: str) -> tuple[list[str], list[str]]:
+        """Names of the folders and of the objects just below `relative`."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         base = self._key(relative)
         base = base if not base or base.endswith("/") else base + "/"
-        names = []
+        folders, objects = [], []
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base, Delimiter="/"
             ):
-                names.extend(p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", ()))
+                folders.extend(p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", ()))
+                objects.extend(item["Key"][len(base):] for item in page.get("Contents", ()))
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, f"list {relative or '/'}") from exc
-        return names
+        return folders, objects
 
-    def list_days(self, since: date) -> list[date]:
+    def list_days(self, since: date) -> DayListing:
         return _walk_days(self._children, since)
 
     def read(self, info: ObjectInfo) -> bytes:
@@ -169,11 +184,14 @@ class DirectoryEventStore:
                 )
         return sorted(found, key=lambda o: o.key)
 
-    def _children(self, relative: str) -> list[str]:
+    def _children(self, relative: str) -> tuple[list[str], list[str]]:
         folder = self.root / relative
-        return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        if not folder.is_dir():
+            return [], []
+        children = list(folder.iterdir())
+        return [p.name for p in children if p.is_dir()], [p.name for p in children if p.is_file()]
 
-    def list_days(self, since: date) -> list[date]:
+    def list_days(self, since: date) -> DayListing:
         self._check()
         return _walk_days(self._children, since)
 
@@ -191,35 +209,48 @@ class DirectoryEventStore:
         return data
 
 
+_FOLDER = {field: re.compile(rf"{field}=([0-9]{{{width}}})").fullmatch
+           for field, width in (("year", 4), ("month", 2), ("day", 2))}
+
+
 def _value(name: str, field: str) -> int | None:
-    prefix = f"{field}="
-    if name.startswith(prefix) and name[len(prefix):].isdigit():
-        return int(name[len(prefix):])
-    return None
+    match = _FOLDER[field](name)
+    return int(match[1]) if match else None
 
 
-def _walk_days(children, since: date) -> list[date]:
-    """Day prefixes on or after `since`, descending only into years and months that can hold them."""
-    days = []
-    for year_name in children(""):
-        year = _value(year_name, "year")
-        if year is None or year < since.year:
+def _walk_days(children, since: date) -> DayListing:
+    """Day prefixes on or after `since`, descending only into years and months that can hold them; and
+    what lies outside the layout on the way (an unpadded `month=4`, a `month=13`, an object beside the day
+    folders), which no day's listing would ever read."""
+    days, outside = [], []
+
+    def below(relative: str, field: str) -> list[tuple[str, int]]:
+        folders, objects = children(relative)
+        outside.extend(f"{relative}{name}" for name in objects if _wanted(name))
+        found = []
+        for name in folders:
+            value = _value(name, field)
+            if value is not None and (field == "year" or 1 <= value <= (12 if field == "month" else 31)):
+                found.append((name, value))
+            elif _wanted(name):
+                outside.append(f"{relative}{name}/")
+        return found
+
+    for year_name, year in below("", "year"):
+        if year < since.year:
             continue
-        for month_name in children(f"{year_name}/"):
-            month = _value(month_name, "month")
-            if month is None or (year, month) < (since.year, since.month):
+        for month_name, month in below(f"{year_name}/", "month"):
+            if (year, month) < (since.year, since.month):
                 continue
-            for day_name in children(f"{year_name}/{month_name}/"):
-                day = _value(day_name, "day")
-                if day is None:
-                    continue
+            for day_name, day in below(f"{year_name}/{month_name}/", "day"):
                 try:
                     found = date(year, month, day)
                 except ValueError:
+                    outside.append(f"{year_name}/{month_name}/{day_name}/")
                     continue
                 if found >= since:
                     days.append(found)
-    return sorted(set(days))
+    return DayListing(sorted(set(days)), sorted(outside))
 
 
 def event_store_for(settings: Settings) -> EventStore:

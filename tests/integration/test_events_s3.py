@@ -143,6 +143,18 @@ def test_mixed_objects_over_several_days_reconcile(settings, bucket):
     assert_exactly_once(settings, bucket)
 
 
+def test_s3_listing_names_what_is_outside_the_day_layout(settings, bucket):
+    from tests.unit.test_events_ingest import OUTSIDE_LAYOUT, put_outside_layout
+
+    bucket.put(date(2026, 3, 1), "a.jsonl", jsonl([event(1)]), [])
+    put_outside_layout(lambda key, body: bucket.store.client.put_object(
+        Bucket=bucket.store.bucket, Key=f"{bucket.store.prefix}/{key}", Body=body))
+    listing = bucket.store.list_days(date(2026, 1, 1))
+    assert listing.days == [date(2026, 3, 1)]
+    assert len(listing.outside_layout) == len(OUTSIDE_LAYOUT)
+    assert "year=2026/month=04/loose.jsonl" in listing.outside_layout and "loose.jsonl" in listing.outside_layout
+
+
 def test_rewritten_object_is_ingested_again_and_supersedes(settings, bucket):
     key = bucket.put(DAYS[0], "a.jsonl", jsonl(map(event, range(3))), [event(i)["eventId"] for i in range(3)])
     ingest_day(settings, DAYS[0])

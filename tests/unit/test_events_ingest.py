@@ -275,9 +275,43 @@ def test_folder_store_lists_only_the_days_asked_for(folder):
     folder.put(date(2025, 12, 31), "z.jsonl", b"", [])
     folder.put(DAY3, ".hidden.partial", b"", [])
     store = DirectoryEventStore(folder.root)
-    assert store.list_days(date(2026, 1, 1)) == [DAY1, DAY3]
+    assert store.list_days(date(2026, 1, 1)).days == [DAY1, DAY3]
     assert [o.key for o in store.list_day(DAY1)] == [f"{day_prefix(DAY1)}a.jsonl"]
     assert store.list_day(DAY3) == [] and store.list_day(DAY2) == []
+
+
+OUTSIDE_LAYOUT = ["year=2026/month=4/day=01/a.jsonl", "year=2026/month=13/day=01/a.jsonl",
+                  "year=2026/month=04/day=1/a.jsonl", "year=2026/month=02/day=30/a.jsonl",
+                  "year=2026/month=04/day=0\u00b2/a.jsonl", "year=2026/month=04/loose.jsonl", "loose.jsonl",
+                  "day=01/a.jsonl"]
+
+
+def put_outside_layout(put) -> None:
+    for key in OUTSIDE_LAYOUT:
+        put(key, jsonl([event(1)]))
+
+
+def test_listing_names_what_is_outside_the_day_layout_instead_of_skipping_it(folder):
+    from pipelines.events.assets import SensorCursor, plan_runs
+
+    folder.put(DAY1, "a.jsonl", jsonl([event(2)]), [])
+
+    def put(key, body):
+        (folder.root / key).parent.mkdir(parents=True, exist_ok=True)
+        (folder.root / key).write_bytes(body)
+
+    put_outside_layout(put)
+    put("_staging/b.jsonl", b"")  # writers' hidden staging names are no strays
+    put("year=2026/.c.jsonl.partial", b"")
+    listing = DirectoryEventStore(folder.root).list_days(date(2026, 1, 1))
+    assert listing.days == [DAY1]
+    assert listing.outside_layout == sorted(["year=2026/month=4/", "year=2026/month=13/", "year=2026/month=04/day=1/",
+                                             "year=2026/month=02/day=30/", "year=2026/month=04/day=0\u00b2/",
+                                             "year=2026/month=04/loose.jsonl", "loose.jsonl", "day=01/"])
+    _, _, notes = plan_runs(DirectoryEventStore(folder.root), SensorCursor(), now=datetime(2026, 6, 1, tzinfo=UTC))
+    assert notes == [f"8 folders or objects under {folder.root.resolve().as_uri()}/ are outside the layout "
+                     "year=YYYY/month=MM/day=DD/ and are not ingested: day=01/, loose.jsonl, year=2026/month=02/day=30/, "
+                     "year=2026/month=04/day=0\u00b2/, year=2026/month=04/day=1/ and 3 more"]
 
 
 def test_events_prefix_selects_the_store(settings, folder):
@@ -448,6 +482,7 @@ def test_asset_run_without_partition_catches_up_on_every_day(settings, folder, m
     from pipelines.resources import LakehouseSettings
 
     mixed_objects(folder)
+    (folder.root / "loose.jsonl").write_bytes(jsonl([event(99)]))
     monkeypatch.setenv("LAKEHOUSE_EVENTS_PREFIX", settings.events_prefix)
     monkeypatch.setenv("LAKEHOUSE_LAKE_ROOT", settings.lake_root)
     resources = {"lakehouse": LakehouseSettings(data_dir=str(settings.data_dir)),
@@ -457,4 +492,5 @@ def test_asset_run_without_partition_catches_up_on_every_day(settings, folder, m
         assert result.success
     metadata = result.asset_materializations_for_node("bronze__events")[0].metadata
     assert metadata["days"].value == 3 and metadata["objects_ingested"].value == 0
+    assert metadata["outside_layout"].value == 1  # loose.jsonl, also named in a warning in the run's log
     assert_exactly_once(settings, folder)
