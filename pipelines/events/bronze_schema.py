@@ -22,7 +22,7 @@ PARTITION_BY = ["object_day", "row_kind"]
 
 BRONZE_EVENTS = pa.schema(
     [
-        pa.field("bronze_id", pa.string(), nullable=False),  # <key>@<etag>:<line> | <key>@<etag>
+        pa.field("bronze_id", pa.string(), nullable=False),  # <version>:<line> | <version>; version: <key>@<etag>[#n]
         pa.field("row_kind", pa.string(), nullable=False),  # event | object
         pa.field("event_id", pa.string()),
         pa.field("event_type", pa.string()),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gzip
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -112,16 +113,19 @@ def parse_object(info: ObjectInfo, data: bytes) -> ParsedObject:
 # -- what the table already holds ------------------------------------------------------------------
 
 
-def current_objects(table: DeltaTable | None, day: date) -> dict[str, str]:
-    """Object key → current ETag, from the day's `object` rows only (one small partition)."""
+def object_versions(table: DeltaTable | None, day: date) -> tuple[dict[str, str], Counter[tuple[str, str]]]:
+    """Object key → current ETag, and how often each (key, ETag) was ingested (an object rewritten A, B,
+    then A again arrives twice with ETag A), from the day's `object` rows only (one small partition)."""
     if table is None:
-        return {}
+        return {}, Counter()
     dataset = table.to_pyarrow_dataset(
         file_pruning_predicate=[("object_day", "=", day.isoformat()), ("row_kind", "=", OBJECT)]
     )
     found = dataset.to_table(columns=["object_key", "etag", "superseded_at"])
-    found = found.filter(pc.is_null(found["superseded_at"]))
-    return dict(zip(found["object_key"].to_pylist(), found["etag"].to_pylist(), strict=True))
+    keys, etags = found["object_key"].to_pylist(), found["etag"].to_pylist()
+    arrivals = Counter(zip(keys, etags, strict=True))
+    current = found.filter(pc.is_null(found["superseded_at"]))
+    return dict(zip(current["object_key"].to_pylist(), current["etag"].to_pylist(), strict=True)), arrivals
 
 
 def quarantined_in_batch(table: DeltaTable | None, day: date, number: int) -> set[tuple[str, str, int]]:
@@ -157,7 +161,12 @@ class DayTables:
         self.quarantine_path = settings.bronze_path(QUARANTINE_TABLE)
         self.bronze = open_table(self.bronze_path, settings.delta_storage_options())
         self.quarantine = open_table(self.quarantine_path, settings.delta_storage_options())
-        self.current = current_objects(self.bronze, day)  # object key → current ETag
+        self.current, self.arrivals = object_versions(self.bronze, day)  # object key → current ETag
+
+    def version_id(self, info: ObjectInfo) -> str:
+        """The object version's id in bronze_id: `key@etag`, and `key@etag#n` for its n-th arrival."""
+        earlier = self.arrivals[(info.key, info.etag)]
+        return f"{info.key}@{info.etag}" if not earlier else f"{info.key}@{info.etag}#{earlier + 1}"
 
     def batches(self, table: DeltaTable | None) -> int:
         return (table.transaction_version(app_id(self.day)) or 0) if table is not None else 0
@@ -224,7 +233,8 @@ def _repeat(values: list, counts: list[int], type_: pa.DataType) -> pa.Array:
     return pa.array(values, type_).take(pa.array(indices))
 
 
-def _event_rows(objects: list[ParsedObject], day: date, now: datetime, ingest_batch: str) -> pa.Table:
+def _event_rows(objects: list[ParsedObject], versions: list[str], day: date, now: datetime,
+                ingest_batch: str) -> pa.Table:
     rows = [row for parsed in objects for row in parsed.rows]
     n = len(rows)
     counts = [len(parsed.rows) for parsed in objects]
@@ -233,7 +243,7 @@ def _event_rows(objects: list[ParsedObject], day: date, now: datetime, ingest_ba
     line_numbers = [number for parsed in objects for number in parsed.line_numbers]
     columns = list(zip(*rows, strict=True)) if rows else [[]] * 13
     bronze_ids = [
-        f"{parsed.info.key}@{parsed.info.etag}:{number}" for parsed in objects for number in parsed.line_numbers
+        f"{version}:{number}" for parsed, version in zip(objects, versions, strict=True) for number in parsed.line_numbers
     ]
     raw_lines = pa.array([raw for parsed in objects for raw in parsed.raw_lines], pa.binary()).cast(pa.string())
     ts = pa.array(columns[3], pa.int64()).view(BRONZE_EVENTS.field("event_ts").type)
@@ -274,11 +284,12 @@ def _event_rows(objects: list[ParsedObject], day: date, now: datetime, ingest_ba
     return pa.table(arrays, schema=BRONZE_EVENTS)
 
 
-def _object_rows(objects: list[ParsedObject], day: date, now: datetime, ingest_batch: str) -> pa.Table:
+def _object_rows(objects: list[ParsedObject], versions: list[str], day: date, now: datetime,
+                 ingest_batch: str) -> pa.Table:
     return pa.Table.from_pylist(
         [
             {
-                "bronze_id": f"{p.info.key}@{p.info.etag}",
+                "bronze_id": version,
                 "row_kind": OBJECT,
                 "object_key": p.info.key,
                 "etag": p.info.etag,
@@ -291,7 +302,7 @@ def _object_rows(objects: list[ParsedObject], day: date, now: datetime, ingest_b
                 "ingested_at": now,
                 "ingest_batch_id": ingest_batch,
             }
-            for p in objects
+            for p, version in zip(objects, versions, strict=True)
         ],
         schema=BRONZE_EVENTS,
     )
@@ -317,9 +328,10 @@ def _quarantine_rows(objects: list[ParsedObject], source: str, now: datetime, in
     ]
 
 
-def _supersede_rows(rewritten: list[ParsedObject], day: date, now: datetime, ingest_batch: str) -> pa.Table:
+def _supersede_rows(rewritten: list[ParsedObject], versions: list[str], day: date, now: datetime,
+                    ingest_batch: str) -> pa.Table:
     """One MERGE source row per rewritten object: it matches the rows of the object's older versions."""
-    table = _object_rows(rewritten, day, now, ingest_batch)
+    table = _object_rows(rewritten, versions, day, now, ingest_batch)
     return table.append_column("_supersede", pa.array([True] * table.num_rows))
 
 
@@ -348,11 +360,12 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
         )
         tables.reopen("quarantine", number)
         failpoint("events.after_quarantine_commit")
-    rows = pa.concat_tables(
-        [_event_rows(batch.objects, day, now, ingest_batch), _object_rows(batch.objects, day, now, ingest_batch)]
-    )
+    versions = [tables.version_id(p.info) for p in batch.objects]
+    rows = pa.concat_tables([_event_rows(batch.objects, versions, day, now, ingest_batch),
+                             _object_rows(batch.objects, versions, day, now, ingest_batch)])
     rewritten = [p for p in batch.objects if p.info.key in tables.current]
-    supersede = _supersede_rows(rewritten, day, now, ingest_batch) if rewritten else None
+    supersede = (_supersede_rows(rewritten, [tables.version_id(p.info) for p in rewritten], day, now, ingest_batch)
+                 if rewritten else None)
     # other days' runs (a backfill) commit to the same table, and delta-rs refuses a MERGE after any
     # concurrent append: a refused commit is retried on the table as it is then (a run of this same day
     # makes refresh raise)
@@ -364,6 +377,7 @@ def commit_batch(tables: DayTables, number: int, batch: Batch, *, source: str, n
     failpoint("events.after_commit")
     for parsed in batch.objects:
         tables.current[parsed.info.key] = parsed.info.etag
+        tables.arrivals[(parsed.info.key, parsed.info.etag)] += 1
 
 
 def _commit_bronze(tables: DayTables, rows: pa.Table, supersede: pa.Table | None, transaction: list[Transaction]) -> None:

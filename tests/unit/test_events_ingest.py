@@ -193,6 +193,31 @@ def test_rewritten_object_supersedes_its_old_rows(settings, folder):
     assert_exactly_once(settings, folder)
 
 
+def test_an_object_rewritten_back_to_earlier_content_arrives_again_under_its_own_ids(settings, folder):
+    first = jsonl([event(1), event(2)]) + b"bad\n"
+    key = folder.put(DAY1, "a.jsonl", first, [event(1)["eventId"], event(2)["eventId"]], [3])
+    os.utime(folder.root / key, ns=(1, 1))
+    ingest_day(settings, DAY1)
+    folder.put(DAY1, "a.jsonl", jsonl([event(7)]), [event(7)["eventId"]])
+    ingest_day(settings, DAY1)
+    # the first content again, with the first ETag (S3: the same bytes have the same MD5 ETag)
+    folder.put(DAY1, "a.jsonl", first, [event(1)["eventId"], event(2)["eventId"]], [3])
+    os.utime(folder.root / key, ns=(1, 1))
+    result = ingest_day(settings, DAY1)
+    assert (result.objects_ingested, result.objects_rewritten) == (1, 1)
+
+    rows = bronze(settings).filter(pl.col("object_key") == key)
+    assert rows["bronze_id"].is_unique().all()
+    current = rows.filter(pl.col("superseded_at").is_null())
+    etag = current["etag"][0]
+    assert sorted(current["bronze_id"]) == [f"{key}@{etag}#2", f"{key}@{etag}#2:1", f"{key}@{etag}#2:2"]
+    assert rows.filter(pl.col("superseded_at").is_not_null()).height == 3 + 2  # first arrival + the one-event version
+    # each arrival's bad line is recorded, as its rows are
+    q = quarantine(settings)
+    assert sorted(zip(q["line_number"], q["ingest_batch_id"], strict=True)) == [(3, "events/2026-03-01#1"),
+                                                                              (3, "events/2026-03-01#3")]
+
+
 def _another_run_commits_first(monkeypatch, run) -> list:
     """Makes `run` (another ingest) run to its end when this run is about to write its first batch;
     its result is then the list's only item."""
