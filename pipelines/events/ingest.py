@@ -102,7 +102,10 @@ def parse_object(info: ObjectInfo, data: bytes) -> ParsedObject:
         parsed.lines_read += 1
         result = parse_line(raw, unterminated=index == unterminated_last)
         if type(result) is LineError:
-            parsed.rejected.append((index + 1, raw, result.reason))
+            reason = result.reason
+            if b"\r" in raw:  # a whole object of them reads as one line: say why
+                reason = f"line breaks are CR only (JSON Lines ends lines with LF or CRLF); {reason}"
+            parsed.rejected.append((index + 1, raw, reason))
         else:
             rows.append(result)
             numbers.append(index + 1)

@@ -172,6 +172,14 @@ def test_new_objects_of_a_day_are_added_later(settings, folder):
     assert_exactly_once(settings, folder)
 
 
+def test_an_object_with_cr_only_line_breaks_is_quarantined_saying_so(settings, folder):
+    folder.put(DAY1, "mac.jsonl", jsonl([event(1), event(2)]).replace(b"\n", b"\r"), [], [1])
+    ingest_day(settings, DAY1)
+    (reason,) = quarantine(settings)["error"].to_list()
+    assert reason.startswith("line breaks are CR only (JSON Lines ends lines with LF or CRLF); ")
+    assert_exactly_once(settings, folder)
+
+
 def test_rewritten_object_supersedes_its_old_rows(settings, folder):
     key = folder.put(DAY1, "a.jsonl", jsonl([event(1), event(2)]) + b"bad\n", [event(1)["eventId"], event(2)["eventId"]], [3])
     folder.put(DAY1, "b.jsonl", jsonl([event(5)]), [event(5)["eventId"]])
