@@ -449,11 +449,15 @@ def ingest_day(settings: Settings, day: date, *, store: EventStore | None = None
     already: set[tuple[str, str, int]] = set()
     must_complete: set[tuple[str, str]] = set()
     if tables.quarantine_batches >= number:
-        # a crash hit between the quarantine and the bronze commit of batch `number`: its quarantine
-        # lines are kept (not written again) and its objects all go into this run's first batch
+        # a crash hit between the quarantine and the bronze commit of batch `number` (or that run is
+        # still live, about to commit it): its quarantine lines are kept (not written again) and its
+        # objects alone make this run's first batch, which so has no quarantine lines to write; were
+        # other objects' lines written under `number`, and the live run's commit won, they would be
+        # quarantined again by the next run
         already = quarantined_in_batch(tables.quarantine, day, number)
         must_complete = {(key, etag) for key, etag, _ in already} & {(o.key, o.etag) for o in pending}
         pending.sort(key=lambda o: (o.key, o.etag) not in must_complete)
+    completing = bool(must_complete)
 
     batch = Batch()
     for info, data in read_ahead(store, pending, threads=threads):
@@ -462,7 +466,8 @@ def ingest_day(settings: Settings, day: date, *, store: EventStore | None = None
             result.objects_changed_while_reading += 1
         else:
             batch.add(parse_object(info, data))
-        if batch.lines >= batch_lines and not must_complete:
+        if not must_complete and (completing or batch.lines >= batch_lines) and batch.objects:
+            completing = False
             _commit(tables, number, batch, source, now, already, result)
             number += 1
             already = set()

@@ -20,7 +20,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.events.ingest import ingest_day
+from pipelines.events.ingest import ConcurrentIngestError, ingest_day
 from pipelines.events.objects import DirectoryEventStore, day_of_key, day_prefix, event_store_for
 from pipelines.settings import load_settings
 
@@ -409,6 +409,35 @@ def test_crash_after_quarantine_then_new_objects_and_bigger_batches_still_once(s
                    [event(7000 + len(name))["eventId"]], [1])
     assert run_ingest(settings, DAY1, "events.after_quarantine_commit:2", batch_lines=3) == -9
     assert run_ingest(settings, DAY1, batch_lines=1000) == 0
+    assert_exactly_once(settings, folder)
+
+
+def test_a_run_that_finds_another_between_its_two_commits_quarantines_each_line_once(settings, folder, monkeypatch):
+    # run A has committed batch 1's quarantine lines; run B starts before A commits batch 1's rows, sees
+    # "quarantine ahead of bronze", takes it for a crash, and a new object with a bad line has arrived
+    from pipelines.events import ingest as events_ingest
+
+    objects_with_bad_lines(folder, DAY1, 0, 2)
+    hits = []
+
+    def failpoint(name):
+        hits.append(name)
+        if hits == ["events.before_write", "events.after_quarantine_commit"]:  # A, between its commits
+            folder.put(DAY1, "o3.jsonl", b"nope\n" + jsonl([event(8000)]), [event(8000)["eventId"]], [1])
+            try:
+                ingest_day(settings, DAY1)  # B
+            except RuntimeError:
+                pass
+        elif name == "events.after_quarantine_commit" and len(hits) > 2:
+            raise RuntimeError("B stops after a quarantine commit, as when A's bronze commit wins")
+
+    monkeypatch.setattr(events_ingest, "failpoint", failpoint)
+    try:
+        ingest_day(settings, DAY1)  # A
+    except ConcurrentIngestError:
+        pass  # B committed batch 1 first
+    monkeypatch.setattr(events_ingest, "failpoint", lambda name: None)
+    ingest_day(settings, DAY1)
     assert_exactly_once(settings, folder)
 
 
