@@ -18,26 +18,43 @@ def open_lake(settings: Settings) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def interactive_shell(settings: Settings) -> None:
+def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, max_rows: int | None = None) -> None:
+    """Runs each statement of `sql` in turn and shows each one's result (DuckDB alone returns the last)."""
+    for statement in conn.extract_statements(sql):
+        result = conn.sql(statement)
+        if result is not None:
+            result.show(max_width=200, **({"max_rows": max_rows} if max_rows is not None else {}))
+
+
+def interactive_shell(settings: Settings) -> int:
+    """Reads statements (ended by ';', or by the end of the input) until \\q or the end of the input;
+    returns how many failed."""
     conn = lake.connect()
     names = lake.register_lake_views(conn, settings)
     print(f"lakehouse shell: {len(names)} tables ({', '.join(names) or 'none yet'}). End statements with ';', quit with \\q or Ctrl-D.")
     buffer: list[str] = []
+    failures = 0
     while True:
         try:
             line = input("lake> " if not buffer else "  ... ")
         except EOFError:
             print()
-            return
+            if "\n".join(buffer).strip():
+                failures += _run_reporting_errors(conn, "\n".join(buffer))
+            return failures
         if line.strip() in ("\\q", "quit", "exit") and not buffer:
-            return
+            return failures
         buffer.append(line)
         if not line.rstrip().endswith(";"):
             continue
         sql, buffer = "\n".join(buffer), []
-        try:
-            result = conn.sql(sql)
-            if result is not None:
-                result.show(max_width=200)
-        except duckdb.Error as exc:
-            print(f"error: {exc}")
+        failures += _run_reporting_errors(conn, sql)
+
+
+def _run_reporting_errors(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
+    try:
+        run_statements(conn, sql)
+        return 0
+    except duckdb.Error as exc:
+        print(f"error: {exc}")
+        return 1

@@ -42,21 +42,25 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0 if materialize_all(select=args.select).success else 1
 
 
-def _query(args: argparse.Namespace) -> int:
-    from pipelines.analyst import open_lake
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
 
-    conn = open_lake(load_settings())
-    result = conn.sql(args.sql)
-    if result is not None:
-        result.show(max_rows=args.max_rows, max_width=200)
+
+def _query(args: argparse.Namespace) -> int:
+    from pipelines.analyst import open_lake, run_statements
+
+    run_statements(open_lake(load_settings()), args.sql, max_rows=args.max_rows)
     return 0
 
 
 def _shell(args: argparse.Namespace) -> int:
     from pipelines.analyst import interactive_shell
 
-    interactive_shell(load_settings())
-    return 0
+    failures = interactive_shell(load_settings())
+    # a script piped in fails when a statement did; a person at the prompt saw each error already
+    return 1 if failures and not sys.stdin.isatty() else 0
 
 
 def _maintain(args: argparse.Namespace) -> int:
@@ -103,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = commands.add_parser("query", help="run SQL on a fresh DuckDB with a view per Delta table")
     query.add_argument("sql")
-    query.add_argument("--max-rows", type=int, default=40)
+    query.add_argument("--max-rows", type=_positive_int, default=40, help="rows shown per result (default 40)")
     query.set_defaults(func=_query)
     commands.add_parser("shell", help="interactive DuckDB SQL over the lake's tables").set_defaults(func=_shell)
     commands.add_parser(

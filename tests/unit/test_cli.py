@@ -62,10 +62,29 @@ def test_shell_runs_statements_from_its_input_and_reports_sql_errors_without_sto
     statements = "select sum(n) * 5 as total\nfrom gold.agg_x;\nselect * from gold.nope;\nselect 40 + 2 as answer;\n\\q\n"
     done = subprocess.run([LAKEHOUSE, "shell"], input=statements, capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "LAKEHOUSE_DATA_DIR": str(tmp_path)})
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a piped script with a failed statement fails
     assert "gold.agg_x" in done.stdout.splitlines()[0]  # the banner lists the tables
     assert "30" in done.stdout and "error:" in done.stdout and "nope" in done.stdout
     assert done.stdout.index("30") < done.stdout.index("error:") < done.stdout.index("42")  # an error does not end it
+
+
+def test_shell_runs_a_last_statement_without_semicolon_and_shows_every_result(tmp_path):
+    done = subprocess.run([LAKEHOUSE, "shell"], input="select 40 + 1 as a; select 40 + 2 as b", capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LAKEHOUSE_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "41" in done.stdout and "42" in done.stdout
+
+
+def test_query_shows_the_result_of_every_statement(tmp_path):
+    done = _run(["query", "select 40 + 1 as a; select 40 + 2 as b"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "41" in done.stdout and "42" in done.stdout
+
+
+def test_query_max_rows_must_be_positive(tmp_path):
+    done = _run(["query", "select 1", "--max-rows", "-1"], tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'-1' is not a positive whole number" in done.stderr
 
 
 def test_ingest_cdc_reads_a_topic_into_bronze(tmp_path):
