@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[Exception], ...]:
     import duckdb
+    from deltalake.exceptions import TableNotFoundError
 
     from lineage.client import LineageConfigError
     from pipelines.cdc.ingest import ConcurrentIngestError, DecodeWorkerError, KafkaTopicError
@@ -133,7 +134,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from quality.rules import RulesError
 
     return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, duckdb.Error,
-            SelectionError, RulesError, LineageConfigError, EventSourceError)
+            SelectionError, RulesError, LineageConfigError, EventSourceError,
+            TableNotFoundError)  # a lake root that cannot hold a table (a file, no permission)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 
 from lineage.client import build_transport
+from pipelines.events.assets import ASSET_KEY as EVENTS_ASSET
 from pipelines.events.objects import event_store_for
 from pipelines.partitions import START_DATE, partition_range
 from pipelines.schedules import lakehouse_job
@@ -75,19 +76,21 @@ def _selection(select: str, defs: dg.Definitions) -> dg.AssetSelection:
 
 
 def materialize_all(select: str = "*", log_level: str = "INFO") -> Materialization:
-    """One run of the selected assets over the day partitions that have source data, as a backfill of
-    that range would: bronze/events reads those days, dbt builds them in one invocation."""
+    """One run of the selected assets. With bronze/events, over the day partitions that have source
+    data, as a backfill of that range would: bronze/events reads those days, dbt builds them in one
+    invocation. Without it, the source is not listed and dbt takes in what bronze has (watermarks)."""
     dagster_home()
     from pipelines.definitions import defs
 
     selection = _selection(select, defs)
+    keys = selection.resolve(defs.resolve_asset_graph())
     build_transport()  # a broken OpenLineage config is the user's to fix before the run, not a failed step
     # a run of the job the schedules run, so the UI lists it under that job, not as an ad hoc asset run
     job = defs.resolve_job_def(lakehouse_job.name)
     with dg.DagsterInstance.get() as instance:
         run = job.execute_in_process(
-            instance=instance, asset_selection=list(selection.resolve(defs.resolve_asset_graph())),
-            tags=partition_range(*_catch_up_range()), raise_on_error=False,
+            instance=instance, asset_selection=list(keys),
+            tags=partition_range(*_catch_up_range()) if EVENTS_ASSET in keys else {}, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
     return Materialization(run)

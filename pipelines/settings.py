@@ -171,6 +171,8 @@ def _from_config_file(config_file: Path, named_by_env: bool, names: set[str]) ->
         from_file = yaml.safe_load(config_file.read_text()) or {}
     except OSError as exc:
         raise SettingsError(f"{config_file}: cannot read the settings file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{config_file}: not UTF-8 text (byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -184,6 +186,9 @@ def _from_config_file(config_file: Path, named_by_env: bool, names: set[str]) ->
     empty = sorted(name for name, value in from_file.items() if value is None)
     if empty:
         raise SettingsError(f"{config_file}: setting(s) {empty} have no value; give one or remove the line")
+    nested = sorted(name for name, value in from_file.items() if isinstance(value, (list, dict)))
+    if nested:
+        raise SettingsError(f"{config_file}: setting(s) {nested} take a single value, not a list or mapping")
     return from_file
 
 
@@ -205,4 +210,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     values["data_dir"] = data_dir
 
     settings = Settings(**{name: _coerce(name, values[name]) for name in names})
-    return replace(settings, lake_root=settings.lake_root.rstrip("/"))
+    # a relative path means the directory the command started in: resolved once, since dbt (started in
+    # dbt_project/) and other processes read it from elsewhere
+    lake_root = settings.lake_root.rstrip("/")
+    if "://" not in lake_root:
+        lake_root = str(Path(lake_root).resolve())
+    return replace(settings, lake_root=lake_root, lineage_file=settings.lineage_file.resolve(),
+                   dbt_project_dir=settings.dbt_project_dir.resolve())

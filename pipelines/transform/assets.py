@@ -94,7 +94,8 @@ def lakehouse_dbt_models(
     # and (by dagster-dbt) which tests a subset runs: dbt's default also runs a test of an unselected model
     # that merely refers to a selected one (a relationships test), which fails when that model is not built
     with _environment({"LAKEHOUSE_DATA_DIR": str(settings.data_dir), QUALITY_RUN_ID_ENV: context.run.run_id,
-                       "DBT_INDIRECT_SELECTION": "buildable", **_absolute_config_path()}):
+                       "LAKEHOUSE_LAKE_ROOT": settings.lake_root, "DBT_INDIRECT_SELECTION": "buildable",
+                       **_absolute_config_path()}):
         invocation = dbt.cli(dbt_build_args(context.partition_time_window if partitioned else None), context=context)
     emitter = lineage.get_emitter()
     parent = (context.job_name, context.run.run_id)

@@ -102,6 +102,19 @@ def test_ingest_cdc_reads_a_topic_into_bronze(tmp_path):
     assert DeltaTable(str(tmp_path / "lake" / "bronze" / "cdc_orders")).to_pyarrow_table().num_rows == 5
 
 
+def test_ingest_cdc_into_a_lake_root_that_cannot_hold_tables_is_one_line_error(tmp_path):
+    producer = Producer({"test.mock.num.brokers": 1})
+    bootstrap = ",".join(f"{b.host}:{b.port}" for b in producer.list_topics(timeout=10).brokers.values())
+    payload = {"before": None, "after": {"order_id": "1"}, "op": "c", "ts_ms": 1700000000000,
+               "source": {"connector": "postgresql", "table": "orders", "lsn": 100, "txId": 7}}
+    producer.produce("shop.public.orders", key=b"{}", value=json.dumps({"payload": payload}).encode())
+    producer.flush(10)
+    (tmp_path / "a_file").write_text("")
+    done = _run(["ingest", "cdc", "--table", "orders"], tmp_path, LAKEHOUSE_KAFKA_BOOTSTRAP=bootstrap,
+                LAKEHOUSE_LAKE_ROOT=str(tmp_path / "a_file"))
+    assert "a_file/bronze" in _one_line_error(done, "ingest")
+
+
 def test_ingest_cdc_from_an_unreachable_broker_is_one_line_error(tmp_path):
     done = _run(["ingest", "cdc", "--table", "orders"], tmp_path, LAKEHOUSE_KAFKA_BOOTSTRAP="127.0.0.1:1")
     assert done.returncode == 1
@@ -170,10 +183,14 @@ def _one_line_error(done, command: str) -> str:
 def test_settings_mistakes_are_one_line_errors(tmp_path):
     (tmp_path / "a_directory").mkdir()
     (tmp_path / "no_value.yaml").write_text("lake_root:\n")
+    (tmp_path / "utf16.yaml").write_bytes(b"\xff\xfe x\n")
+    (tmp_path / "list.yaml").write_text("data_dir: [1, 2]\nlake_root: {a: 1}\n")
     cases = {
         str(tmp_path / "a_directory"): "cannot read the settings file",
         str(tmp_path / "typo.yaml"): "LAKEHOUSE_CONFIG names",
         str(tmp_path / "no_value.yaml"): "['lake_root'] have no value",
+        str(tmp_path / "utf16.yaml"): "not UTF-8 text (byte 0)",
+        str(tmp_path / "list.yaml"): "['data_dir', 'lake_root'] take a single value, not a list or mapping",
     }
     for config, message in cases.items():
         assert message in _one_line_error(_run(["query", "select 1"], tmp_path, LAKEHOUSE_CONFIG=config), "query")
@@ -181,6 +198,17 @@ def test_settings_mistakes_are_one_line_errors(tmp_path):
     (tmp_path / "stack" / "state.json").write_text('{"postgres": {"port": 5432}}')
     line = _one_line_error(_run(["query", "select 1"], tmp_path), "query")
     assert "state.json: not a stack state file" in line
+
+
+def test_relative_paths_are_resolved_once_against_the_starting_directory(tmp_path, monkeypatch):
+    from pipelines.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings({"LAKEHOUSE_LAKE_ROOT": "rel/lake", "LAKEHOUSE_LINEAGE_FILE": "rel/events.jsonl",
+                              "LAKEHOUSE_DATA_DIR": "rel/data"})
+    assert settings.lake_root == str(tmp_path / "rel" / "lake")
+    assert (settings.lineage_file, settings.data_dir) == (tmp_path / "rel" / "events.jsonl", tmp_path / "rel" / "data")
+    assert load_settings({"LAKEHOUSE_LAKE_ROOT": "s3://bucket/lake/"}).lake_root == "s3://bucket/lake"
 
 
 def test_data_dir_in_the_settings_file_moves_everything_under_it(tmp_path):
