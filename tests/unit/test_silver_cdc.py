@@ -415,3 +415,29 @@ def test_an_event_repeated_in_one_object_is_staged_from_its_first_line(clean, tm
     dbt(root, "run", "--select", "stg_events__events")
     (staged,) = [r for r in read(root, "silver", "stg_events__events") if r["event_id"] == uid(907)]
     assert (staged["source_bronze_id"], staged["event_source"]) == ("k5@e:4", "line 4")
+
+
+def test_an_event_object_rewritten_without_an_event_loses_it_in_an_incremental_run_as_in_a_full_build(clean, tmp_path):
+    incremental, full = tmp_path / "incremental", tmp_path / "full"
+    shutil.copytree(clean, incremental)
+    events = DeltaTable(str(incremental / "lake" / "bronze" / "events"))
+    # object k1 rewritten (ETag e2) without its fourth event, and its second one a day later; the rewrite
+    # supersedes the first version's rows
+    events.update(predicate="object_key = 'k1'",
+                  updates={"superseded_at": f"'{iso(at(3000))}'::timestamp", "superseded_by_etag": "'e2'"})
+    rewritten = [e | {"bronze_id": f"k1@e2:{n}", "etag": "e2", "ingested_at": at(3000)}
+                 for n, e in enumerate(EVENTS[:3], start=1)]
+    rewritten[1]["event_ts"] += timedelta(days=1)
+    write_deltalake(events, pa.Table.from_pylist(rewritten, schema=BRONZE_EVENTS), mode="append")
+    shutil.copytree(incremental / "lake" / "bronze", full / "lake" / "bronze")
+    dbt(incremental, "run", "--select", "stg_events__events+")
+    dbt(full, "run", "--select", "stg_events__events+")
+
+    staged = {r["event_id"]: r["source_bronze_id"] for r in read(incremental, "silver", "stg_events__events")}
+    # event 4 is gone; event 1's first current copy is now the one in object k2
+    assert staged == {uid(901): "k2@e:1", uid(902): "k1@e2:2", uid(903): "k1@e2:3"}
+    assert len(read(incremental, "silver", "stg_events__events")) == 3
+    (day,) = read(incremental, "gold", "agg_daily_funnel")
+    assert (day["viewing_sessions"], day["product_views"]) == (1, 1)
+    for layer, table in (("silver", "stg_events__events"), ("gold", "agg_daily_funnel")):
+        assert content(incremental, layer, table) == content(full, layer, table)

@@ -1,21 +1,35 @@
 -- One typed row per business event: current bronze event rows, de-duplicated by eventId (a service may
 -- write the same event into two objects, or an object under two keys).
--- Incremental: appends the events of bronze rows ingested since the last run whose eventId it does not
--- have yet. bronze/events has concurrent writers (days ingest in parallel) that stamp ingested_at before
--- they commit, so a batch may land after rows stamped later were staged: the run looks back
--- var events_commit_lag_minutes before its watermark, and the staged eventIds keep that re-read harmless.
--- An S3 object rewritten with different content for the same events, or without some of them, keeps the
--- first content here until `dbt build --full-refresh --select stg_events__events+`.
-{{ config(incremental_strategy='append') }}
+-- Incremental: re-derives the eventIds that have a bronze copy ingested, or superseded by a rewrite of
+-- its object, since the last run, from all their current copies, and MERGEs them: an id without a current
+-- copy left (its object was rewritten without it) is deleted, so the result equals a full build.
+-- bronze/events has concurrent writers (days ingest in parallel) that stamp ingested_at before they
+-- commit, so a batch may land after rows stamped later were staged: the run looks back
+-- var events_commit_lag_minutes before its watermark; re-deriving an id again changes nothing.
+-- Partitioned by event_date, and MERGEd on it: delta-rs then reads only the days the run touches (a MERGE
+-- on event_id alone read the whole table, 10 s for 8k new events among 850k).
+{{ config(incremental_strategy='merge', unique_key=['event_date', 'event_id'], delete_flag='is_removed',
+          partition_by=['event_date']) }}
 with
+
+{%- if is_incremental() %}
+
+touched as (
+
+    {%- set since = watermark('ingested_at') ~ " - interval '" ~ var('events_commit_lag_minutes') ~ " minutes'" %}
+    select distinct lower(event_id) as id
+    from {{ source('events', 'events') }}
+    where row_kind = 'event' and (ingested_at > {{ since }} or superseded_at > {{ since }})
+
+),
+{%- endif %}
 
 source as (
 
     select * from {{ source('events', 'events') }}
     where row_kind = 'event' and superseded_at is null
     {%- if is_incremental() %}
-      and ingested_at > {{ watermark('ingested_at') }} - interval '{{ var("events_commit_lag_minutes") }} minutes'
-      and lower(event_id) not in (select cast(event_id as varchar) from {{ this }})
+      and lower(event_id) in (select id from touched)
     {%- endif %}
 
 ),
@@ -64,9 +78,19 @@ renamed as (
         environment,
         region,
         bronze_id as source_bronze_id,
-        ingested_at
+        ingested_at,
+        false as is_removed
     from deduplicated
 
 )
 
 select * from renamed
+{%- if is_incremental() %}
+-- the stored row of a touched id that has no current copy left (its object rewritten without it), or
+-- whose first copy now falls on another day
+union all by name
+select stored.event_id, stored.event_date, true as is_removed
+from {{ this }} as stored
+semi join touched on touched.id = cast(stored.event_id as varchar)
+anti join renamed on renamed.event_id = stored.event_id and renamed.event_date = stored.event_date
+{%- endif %}
