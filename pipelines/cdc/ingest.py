@@ -465,6 +465,11 @@ class TopicIngestion:
         self.decoding.clear()
         try:
             self.wait()
+        except ConcurrentIngestError as exc:
+            if not failing:
+                raise
+            # the error on its way out has the same cause (another run): one line, no second traceback
+            _LOG.warning("%s: the batch in flight was not committed either (%s); it will be read again", self.topic, exc)
         except Exception:
             if not failing:
                 raise

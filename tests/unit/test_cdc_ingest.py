@@ -272,6 +272,28 @@ def test_a_concurrent_run_of_the_same_topic_is_stopped_and_nothing_is_written_tw
     assert quarantined.num_rows == len(set(zip(*quarantined.to_pydict().values()))) == 4
 
 
+def test_a_batch_in_flight_stopped_by_the_same_concurrent_run_logs_one_line(mock_kafka, settings, caplog):
+    # a follower stopped by another run: its batch in flight fails for the same reason as the error
+    # already on its way out, which the command prints; a traceback per topic would bury it
+    from concurrent.futures import Future
+
+    from confluent_kafka import Consumer
+
+    from pipelines.cdc import ingest
+
+    producer, bootstrap = mock_kafka
+    _produce(producer, "shop.public.orders", 1)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
+    ingestion = ingest.TopicIngestion(settings, "shop.public.orders", consumer, batch_size=10)
+    failed = Future()
+    failed.set_exception(ingest.ConcurrentIngestError("shop.public.orders: another run committed offsets"))
+    ingestion._in_flight = failed
+    ingestion.close(failing=True)
+    consumer.close()
+    (record,) = [r for r in caplog.records if "in flight" in r.getMessage()]
+    assert record.levelname == "WARNING" and record.exc_info is None and "another run committed" in record.getMessage()
+
+
 def test_two_runs_that_both_see_a_new_schema_store_it_once(settings, monkeypatch):
     """Overlapping runs of a topic both meet a schema the table does not hold. The other run stores it
     after ours read the schema table and before ours writes: ours must not add it a second time."""
