@@ -113,7 +113,10 @@ def _from_stack_state(state_file: Path) -> dict[str, object]:
     try:
         state = json.loads(state_file.read_text())
     except json.JSONDecodeError as exc:
-        raise SettingsError(f"{state_file}: not valid JSON ({exc}); run `lakehouse stack down` and up again") from exc
+        raise SettingsError(
+            f"{state_file}: not valid JSON ({exc}); delete it and run `lakehouse stack up` (processes of a stack "
+            "that still runs keep their ports until stopped by hand)"
+        ) from exc
     values: dict[str, object] = {}
     try:
         if not isinstance(state, dict):
@@ -128,8 +131,8 @@ def _from_stack_state(state_file: Path) -> dict[str, object]:
             values["s3_bucket"] = state["s3"]["bucket"]
     except (KeyError, TypeError) as exc:
         raise SettingsError(
-            f"{state_file}: not a stack state file written by `lakehouse stack up` (no {exc}); "
-            "run `lakehouse stack down` and up again"
+            f"{state_file}: not a stack state file written by `lakehouse stack up` (no {exc}); delete it and run "
+            "`lakehouse stack up` (processes of a stack that still runs keep their ports until stopped by hand)"
         ) from exc
     return values
 

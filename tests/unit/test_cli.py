@@ -229,7 +229,7 @@ def test_materialize_selection_mistakes_are_one_line_errors(tmp_path):
     lineage = _one_line_error(_run(["materialize", "--select", "key:gold/dim_date"], tmp_path,
                                    OPENLINEAGE_CONFIG=str(tmp_path / "missing.yml")), "materialize")
     assert "OPENLINEAGE_CONFIG" in lineage
-    # no S3 endpoint listens here: the catch-up range cannot be listed
-    s3 = _one_line_error(_run(["materialize", "--select", "key:gold/dim_date"], tmp_path,
+    # no S3 endpoint listens here: the catch-up range of bronze/events cannot be listed
+    s3 = _one_line_error(_run(["materialize", "--select", "key:bronze/events"], tmp_path,
                               LAKEHOUSE_S3_ENDPOINT_URL="http://127.0.0.1:9"), "materialize")
     assert "cannot list" in s3
