@@ -67,7 +67,7 @@ class Scale:
 # ------------------------------------------------------------------------------------------------------
 # helpers every table uses
 # ------------------------------------------------------------------------------------------------------
-MACROS = f"""
+MACROS = """
 -- randomness: a stable hash of the key and a salt, as a non-negative BIGINT
 create or replace macro hsh(a, b) as (hash(a, b) >> 1)::bigint, (a, b, c) as (hash(a, b, c) >> 1)::bigint,
     (a, b, c, d) as (hash(a, b, c, d) >> 1)::bigint;
@@ -85,7 +85,7 @@ create or replace macro audit(created_us, author, updated_us, version, deleted_u
     || '","updated_at":"' || ts_text(updated_us) || '","updated_by":"' || author
     || '","version":' || version::varchar
     || ',"deleted_at":' || coalesce('"' || ts_text(deleted_us) || '"', 'null')
-    || ',"deleted_by":' || case when deleted_us is null then 'null' else '"ops"' end || '}}';
+    || ',"deleted_by":' || case when deleted_us is null then 'null' else '"ops"' end || '}';
 """
 
 FIRST_NAMES = ["Olivia", "Liam", "Emma", "Noah", "Ava", "Lucas", "Mia", "Jonas", "Sofia", "Amara", "Diego", "Zoe"]
@@ -231,7 +231,7 @@ def _order_versions(conn) -> None:
 
 
 def _item_versions(conn) -> None:
-    conn.execute(f"""
+    conn.execute("""
     create or replace temp table item_versions as
     with steps as (
         select i.*, 'c' as op, t0 as t from item_plan i
@@ -240,7 +240,7 @@ def _item_versions(conn) -> None:
     )
     select
         order_item_id as key_id, t, op, is_new::int as phase,
-        '{{"order_item_id":"' || order_item_id || '","order_id":"' || uid('order', k)
+        '{"order_item_id":"' || order_item_id || '","order_id":"' || uid('order', k)
         || '","product_id":"' || uid('product', j) || '","quantity":' || quantity::varchar
         || ',"unit_price":"' || money(unit_cents) || '","discount_amount":"' || money(discount_cents)
         || '","line_total":"' || money(quantity * unit_cents - discount_cents) || '",'
