@@ -27,8 +27,12 @@ def _decode_command(args: argparse.Namespace) -> int:
     try:
         value = _read(args.value_file, "value")
         key = _read(args.key, "key") if args.key else None
+    except DecodeError as exc:  # names the file it could not read
+        print(f"lakehouse cdc decode: {exc}", file=sys.stderr)
+        return EXIT_UNDECODABLE
+    try:
         if not value.strip():
-            raise DecodeError(f"{args.value_file} is empty (a tombstone is the JSON literal null)")
+            raise DecodeError("the file is empty (a tombstone is the JSON literal null)")
         record = decode(value, key, args.topic)
     except DecodeError as exc:
         print(f"lakehouse cdc decode: {args.value_file}: {exc}", file=sys.stderr)

@@ -255,6 +255,17 @@ def test_cli_undecodable_value_exits_2_with_one_line(tmp_path):
     assert len(done.stderr.strip().splitlines()) == 1 and "unknown op 'z'" in done.stderr
 
 
+def test_cli_errors_name_each_file_once(tmp_path):
+    (tmp_path / "empty.json").write_text("")
+    done = _cli(tmp_path / "empty.json")
+    assert (done.returncode, done.stderr.count("empty.json")) == (2, 1)
+    assert "the file is empty (a tombstone is the JSON literal null)" in done.stderr
+    (tmp_path / "v.json").write_text("null")
+    done = _cli(tmp_path / "v.json", "--key", tmp_path / "missing-key.json")
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"lakehouse cdc decode: cannot read key file {tmp_path / 'missing-key.json'}: No such file or directory"
+
+
 def test_cli_missing_file_exits_2_without_traceback(tmp_path):
     done = _cli(tmp_path / "missing.json")
     assert done.returncode == 2 and "Traceback" not in done.stderr and "missing.json" in done.stderr
