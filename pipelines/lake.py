@@ -65,6 +65,10 @@ def delta_tables(settings, layer: str) -> list[str]:
     """Names of the Delta tables of one layer of the lake (a local directory or an S3 prefix)."""
     if settings.lake_root.startswith("s3://"):
         return _s3_delta_tables(settings, layer)
+    if Path(settings.lake_root).exists() and not Path(settings.lake_root).is_dir():
+        from pipelines.settings import SettingsError
+
+        raise SettingsError(f"the lake root {settings.lake_root} is not a directory")
     root = Path(settings.lake_root) / layer
     if not root.is_dir():
         return []

@@ -115,6 +115,13 @@ def test_ingest_cdc_into_a_lake_root_that_cannot_hold_tables_is_one_line_error(t
     assert "a_file/bronze" in _one_line_error(done, "ingest")
 
 
+def test_a_lake_root_that_is_a_file_is_one_line_error_for_the_commands_that_list_tables(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    for command in (["maintain"], ["query", "select 1"]):
+        line = _one_line_error(_run(command, tmp_path, LAKEHOUSE_LAKE_ROOT=str(tmp_path / "a_file")), command[0])
+        assert line.endswith(f"the lake root {tmp_path / 'a_file'} is not a directory")
+
+
 def test_ingest_cdc_from_an_unreachable_broker_is_one_line_error(tmp_path):
     done = _run(["ingest", "cdc", "--table", "orders"], tmp_path, LAKEHOUSE_KAFKA_BOOTSTRAP="127.0.0.1:1")
     assert done.returncode == 1
