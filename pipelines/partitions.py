@@ -5,7 +5,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-START_DATE = "2026-01-01"
+from pipelines.settings import load_settings
+
+# a setting (partitions_start_date), read when the definitions load: the partitions are part of them
+START_DATE = load_settings().partitions_start_date
 # end_offset=1: today is a partition too (services write into today's prefix all day, and the hourly
 # schedule refreshes today's figures)
 daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)

@@ -11,10 +11,6 @@ from pathlib import Path
 import dagster as dg
 
 from lineage.client import build_transport
-from pipelines.events.assets import ASSET_KEY as EVENTS_ASSET
-from pipelines.events.objects import event_store_for
-from pipelines.partitions import START_DATE, partition_range
-from pipelines.schedules import lakehouse_job
 from pipelines.settings import load_settings
 
 
@@ -51,6 +47,9 @@ class Materialization:
 
 def _catch_up_range() -> tuple[date, date]:
     """From the first day with event objects in the source (today if none) to today."""
+    from pipelines.events.objects import event_store_for
+    from pipelines.partitions import START_DATE
+
     store = event_store_for(load_settings())
     last = datetime.now(UTC).date()
     days = [d for d in store.list_days(date.fromisoformat(START_DATE)).days if store.list_day(d)]
@@ -80,7 +79,12 @@ def materialize_all(select: str = "*", log_level: str = "INFO") -> Materializati
     data, as a backfill of that range would: bronze/events reads those days, dbt builds them in one
     invocation. Without it, the source is not listed and dbt takes in what bronze has (watermarks)."""
     dagster_home()
+    # the definitions (and the partitions, which read the settings) load here, not when the CLI imports
+    # this module for SelectionError: a broken setting must reach the user as one line
     from pipelines.definitions import defs
+    from pipelines.events.assets import ASSET_KEY as EVENTS_ASSET
+    from pipelines.partitions import partition_range
+    from pipelines.schedules import lakehouse_job
 
     selection = _selection(select, defs)
     keys = selection.resolve(defs.resolve_asset_graph())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, fields, replace
+from datetime import date
 from pathlib import Path
 
 import yaml
@@ -44,6 +45,9 @@ class Settings:
     # files a table no longer references are deleted this long after their removal (pipelines/maintenance.py);
     # keep it longer than any run or query: a vacuum also deletes files a writer has not committed yet
     vacuum_retention_hours: int
+    # the first UTC day of the daily partitions: event day prefixes before it are not ingested (runs without
+    # a partition and the sensor name them), and the UI shows days from it on
+    partitions_start_date: str
 
     @property
     def stack_dir(self) -> Path:
@@ -103,6 +107,7 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "cdc_decode_workers": min(_usable_cores(), 4),
         # Delta's own default (delta.deletedFileRetentionDuration): time travel and long reads keep working
         "vacuum_retention_hours": 168,
+        "partitions_start_date": "2026-01-01",
     }
 
 
@@ -143,6 +148,7 @@ _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 _BOOL_FIELDS = {"cdc_flattened_records"}
 _HOURS_FIELDS = {"vacuum_retention_hours"}
 _COUNT_FIELDS = {"cdc_decode_workers"}
+_DATE_FIELDS = {"partitions_start_date"}
 
 
 def _coerce(name: str, value: object) -> object:
@@ -158,6 +164,11 @@ def _coerce(name: str, value: object) -> object:
         if str(value).isdigit():
             return int(value)
         raise SettingsError(f"setting {name} must be a whole number of hours (0 or more), got {value!r}")
+    if name in _DATE_FIELDS:
+        try:
+            return date.fromisoformat(str(value)).isoformat()
+        except ValueError:
+            raise SettingsError(f"setting {name} must be a date like 2026-01-01, got {value!r}") from None
     if name in _COUNT_FIELDS:
         if str(value).isdigit() and int(value) >= 1:
             return int(value)

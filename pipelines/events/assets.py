@@ -16,6 +16,7 @@ from pipelines.events.objects import (
     DayListing,
     EventStore,
     S3EventStore,
+    before_start_note,
     day_prefix,
     event_store_for,
     outside_layout_note,
@@ -49,7 +50,7 @@ def days_to_ingest(context: dg.AssetExecutionContext, store: EventStore) -> DayL
         return DayListing([date.fromisoformat(key) for key in context.partition_keys], [])
     if context.has_partition_key:
         return DayListing([date.fromisoformat(context.partition_key)], [])
-    return store.list_days(date.fromisoformat(START_DATE))
+    return store.list_days(date.fromisoformat(START_DATE), report_earlier=True)
 
 
 def s3_column_lineage(source: DatasetId) -> dict[str, list[tuple[str, str, str]]]:
@@ -91,6 +92,8 @@ def bronze_events(
     days = listing.days
     if listing.outside_layout:
         context.log.warning(outside_layout_note(store.location, listing.outside_layout))
+    if listing.before_start:
+        context.log.warning(before_start_note(store.location, listing.before_start, date.fromisoformat(START_DATE)))
     source = source_dataset(store, days[0] if len(days) == 1 else None)
     target_path = settings.bronze_path(TABLE)
     target = dataset_for_delta_path(target_path)
@@ -123,6 +126,7 @@ def bronze_events(
         **{name: getattr(totals, name) for name in COUNTS},
         "discovery_seconds": round(totals.discovery_seconds, 4),
         "outside_layout": len(listing.outside_layout),
+        "before_partitions_start": len(listing.before_start),
     }
     if exists:
         metadata.update(delta_table_metadata(target_path, settings.delta_storage_options()))
@@ -185,9 +189,11 @@ def plan_runs(store: EventStore, cursor: SensorCursor, *, now: datetime,
     notes: list[str] = []
     fingerprints = dict(cursor.fingerprints)
     newest = cursor.newest_day
-    listing = store.list_days(first)
+    listing = store.list_days(first, report_earlier=first == start)
     if listing.outside_layout:
         notes.append(outside_layout_note(store.location, listing.outside_layout))
+    if listing.before_start:
+        notes.append(before_start_note(store.location, listing.before_start, start))
     for day in listing.days:
         if day > last_day:
             notes.append(f"{day_prefix(day)}: after the last partition {last_day}; skipped until then")

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
@@ -64,12 +64,19 @@ class DayListing:
 
     days: list[date]
     outside_layout: list[str]
+    before_start: list[str] = field(default_factory=list)  # day folders before `since`, when asked for
 
 
 def outside_layout_note(location: str, outside: list[str], shown: int = 5) -> str:
     more = f" and {len(outside) - shown} more" if len(outside) > shown else ""
     return (f"{len(outside)} folders or objects under {location}/ are outside the layout "
             f"year=YYYY/month=MM/day=DD/ and are not ingested: {', '.join(outside[:shown])}{more}")
+
+
+def before_start_note(location: str, before: list[str], start: date, shown: int = 3) -> str:
+    more = f" and {len(before) - shown} more" if len(before) > shown else ""
+    return (f"{len(before)} day folders under {location}/ are before partitions_start_date {start} and are not "
+            f"ingested: {', '.join(before[:shown])}{more}")
 
 
 def _wanted(name: str) -> bool:
@@ -81,7 +88,7 @@ class EventStore(Protocol):
     location: str  # a URL for lineage and messages: s3://bucket/prefix or file:///path
 
     def list_day(self, day: date) -> list[ObjectInfo]: ...
-    def list_days(self, since: date) -> DayListing: ...
+    def list_days(self, since: date, report_earlier: bool = False) -> DayListing: ...
     def read(self, info: ObjectInfo) -> bytes: ...
 
 
@@ -133,8 +140,8 @@ class S3EventStore:
             raise self._error(exc, f"list {relative or '/'}") from exc
         return folders, objects
 
-    def list_days(self, since: date) -> DayListing:
-        return _walk_days(self._children, since)
+    def list_days(self, since: date, report_earlier: bool = False) -> DayListing:
+        return _walk_days(self._children, since, report_earlier)
 
     def read(self, info: ObjectInfo) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -191,9 +198,9 @@ class DirectoryEventStore:
         children = list(folder.iterdir())
         return [p.name for p in children if p.is_dir()], [p.name for p in children if p.is_file()]
 
-    def list_days(self, since: date) -> DayListing:
+    def list_days(self, since: date, report_earlier: bool = False) -> DayListing:
         self._check()
-        return _walk_days(self._children, since)
+        return _walk_days(self._children, since, report_earlier)
 
     def read(self, info: ObjectInfo) -> bytes:
         path = self.root / info.key
@@ -218,11 +225,12 @@ def _value(name: str, field: str) -> int | None:
     return int(match[1]) if match else None
 
 
-def _walk_days(children, since: date) -> DayListing:
+def _walk_days(children, since: date, report_earlier: bool = False) -> DayListing:
     """Day prefixes on or after `since`, descending only into years and months that can hold them; and
     what lies outside the layout on the way (an unpadded `month=4`, a `month=13`, an object beside the day
-    folders), which no day's listing would ever read."""
-    days, outside = [], []
+    folders), which no day's listing would ever read; with `report_earlier`, the year, month or day
+    folders before `since` too (not descended into)."""
+    days, outside, earlier = [], [], []
 
     def below(relative: str, field: str) -> list[tuple[str, int]]:
         folders, objects = children(relative)
@@ -238,9 +246,11 @@ def _walk_days(children, since: date) -> DayListing:
 
     for year_name, year in below("", "year"):
         if year < since.year:
+            earlier.append(f"{year_name}/")
             continue
         for month_name, month in below(f"{year_name}/", "month"):
             if (year, month) < (since.year, since.month):
+                earlier.append(f"{year_name}/{month_name}/")
                 continue
             for day_name, day in below(f"{year_name}/{month_name}/", "day"):
                 try:
@@ -250,7 +260,9 @@ def _walk_days(children, since: date) -> DayListing:
                     continue
                 if found >= since:
                     days.append(found)
-    return DayListing(sorted(set(days)), sorted(outside))
+                else:
+                    earlier.append(f"{year_name}/{month_name}/{day_name}/")
+    return DayListing(sorted(set(days)), sorted(outside), sorted(earlier) if report_earlier else [])
 
 
 def event_store_for(settings: Settings) -> EventStore:

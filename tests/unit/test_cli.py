@@ -207,6 +207,16 @@ def test_settings_mistakes_are_one_line_errors(tmp_path):
     assert "state.json: not a stack state file" in line
 
 
+def test_partitions_start_date_is_a_checked_setting(tmp_path):
+    from pipelines.settings import load_settings
+
+    assert load_settings({"LAKEHOUSE_PARTITIONS_START_DATE": "2024-06-01"}).partitions_start_date == "2024-06-01"
+    (tmp_path / "lakehouse.yaml").write_text("partitions_start_date: 2025-02-01\n")  # YAML reads it as a date
+    assert load_settings({"LAKEHOUSE_CONFIG": str(tmp_path / "lakehouse.yaml")}).partitions_start_date == "2025-02-01"
+    line = _one_line_error(_run(["query", "select 1"], tmp_path, LAKEHOUSE_PARTITIONS_START_DATE="2025-13-01"), "query")
+    assert "partitions_start_date must be a date like 2026-01-01, got '2025-13-01'" in line
+
+
 def test_relative_paths_are_resolved_once_against_the_starting_directory(tmp_path, monkeypatch):
     from pipelines.settings import load_settings
 

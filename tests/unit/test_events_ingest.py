@@ -309,6 +309,7 @@ def test_folder_store_lists_only_the_days_asked_for(folder):
     folder.put(DAY3, ".hidden.partial", b"", [])
     store = DirectoryEventStore(folder.root)
     assert store.list_days(date(2026, 1, 1)).days == [DAY1, DAY3]
+    assert store.list_days(date(2026, 1, 1)).before_start == []
     assert [o.key for o in store.list_day(DAY1)] == [f"{day_prefix(DAY1)}a.jsonl"]
     assert store.list_day(DAY3) == [] and store.list_day(DAY2) == []
 
@@ -345,6 +346,20 @@ def test_listing_names_what_is_outside_the_day_layout_instead_of_skipping_it(fol
     assert notes == [f"8 folders or objects under {folder.root.resolve().as_uri()}/ are outside the layout "
                      "year=YYYY/month=MM/day=DD/ and are not ingested: day=01/, loose.jsonl, year=2026/month=02/day=30/, "
                      "year=2026/month=04/day=0\u00b2/, year=2026/month=04/day=1/ and 3 more"]
+
+
+def test_day_folders_before_the_partitions_start_are_named_when_asked_for(folder):
+    from pipelines.events.assets import SensorCursor, plan_runs
+
+    for day in (date(2025, 12, 31), date(2026, 2, 27), date(2026, 3, 1), date(2026, 3, 2)):
+        folder.put(day, "a.jsonl", jsonl([event(day.day)]), [])
+    listing = DirectoryEventStore(folder.root).list_days(date(2026, 3, 2), report_earlier=True)
+    assert listing.days == [date(2026, 3, 2)]
+    assert listing.before_start == ["year=2025/", "year=2026/month=02/", "year=2026/month=03/day=01/"]
+    # the sensor's first tick lists from the partitions' start and says what lies before it
+    _, _, notes = plan_runs(DirectoryEventStore(folder.root), SensorCursor(), now=datetime(2026, 3, 5, tzinfo=UTC))
+    assert notes == [f"1 day folders under {folder.root.resolve().as_uri()}/ are before partitions_start_date "
+                     "2026-01-01 and are not ingested: year=2025/"]
 
 
 def test_events_prefix_selects_the_store(settings, folder):
