@@ -10,25 +10,43 @@
 -- on event_id alone read the whole table, 10 s for 8k new events among 850k).
 {{ config(incremental_strategy='merge', unique_key=['event_date', 'event_id'], delete_flag='is_removed',
           partition_by=['event_date']) }}
+{%- set events = source('events', 'events') %}
+{%- if is_incremental() %}
+  {#- constants, not subqueries, so that the Delta scans skip every file of older batches: bronze/events
+      holds all events with their payloads (4.3M at the benchmark's 1M orders) -#}
+  {%- set since = run_query(
+        "select cast(coalesce(max(ingested_at), '-infinity'::timestamptz) - interval '"
+        ~ var('events_commit_lag_minutes') ~ " minutes' as varchar) from " ~ this).columns[0].values()[0] %}
+  {%- set touched_ids %}
+    select lower(event_id) as id from {{ events }}
+    where row_kind = 'event' and ingested_at > '{{ since }}'::timestamptz
+    union
+    select lower(event_id) from {{ events }}
+    where row_kind = 'event' and superseded_at > '{{ since }}'::timestamptz
+  {%- endset %}
+  {#- the first ingested current copy of a touched id is as old as they come: a repeat of an event staged
+      long ago, usually none -#}
+  {%- set earliest = run_query(
+        "select cast(min(ingested_at) as varchar) from " ~ events ~ " where row_kind = 'event'"
+        ~ " and superseded_at is null and lower(event_id) in (" ~ touched_ids ~ ")").columns[0].values()[0] %}
+{%- endif %}
 with
 
 {%- if is_incremental() %}
 
 touched as (
 
-    {%- set since = watermark('ingested_at') ~ " - interval '" ~ var('events_commit_lag_minutes') ~ " minutes'" %}
-    select distinct lower(event_id) as id
-    from {{ source('events', 'events') }}
-    where row_kind = 'event' and (ingested_at > {{ since }} or superseded_at > {{ since }})
+    {{ touched_ids }}
 
 ),
 {%- endif %}
 
 source as (
 
-    select * from {{ source('events', 'events') }}
+    select * from {{ events }}
     where row_kind = 'event' and superseded_at is null
     {%- if is_incremental() %}
+      and {% if earliest is none %}false{% else %}ingested_at >= '{{ earliest }}'::timestamptz{% endif %}
       and lower(event_id) in (select id from touched)
     {%- endif %}
 
