@@ -441,3 +441,18 @@ def test_an_event_object_rewritten_without_an_event_loses_it_in_an_incremental_r
     assert (day["viewing_sessions"], day["product_views"]) == (1, 1)
     for layer, table in (("silver", "stg_events__events"), ("gold", "agg_daily_funnel")):
         assert content(incremental, layer, table) == content(full, layer, table)
+
+
+def test_an_incremental_run_merges_only_events_that_can_change_the_staged_rows(clean, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(clean, root)
+    # a new event, and a repeat of a staged one, within the look-back window of the staged batch
+    new = [event(8, "product.viewed", uid(806), 8, "k6") | {"ingested_at": at(1001)},
+           EVENTS[0] | {"bronze_id": "k6@e:2", "object_key": "k6", "ingested_at": at(1001)}]
+    write_deltalake(str(root / "lake" / "bronze" / "events"), pa.Table.from_pylist(new, schema=BRONZE_EVENTS),
+                    mode="append")
+    dbt(root, "run", "--select", "stg_events__events")
+    (commit,) = DeltaTable(str(root / "lake" / "silver" / "stg_events__events")).history(1)
+    metrics = commit["operationMetrics"]
+    # the staged rows of the window are not merged again: only the new event is
+    assert (metrics["num_source_rows"], metrics["num_target_rows_inserted"], metrics["num_target_rows_updated"]) == (1, 1, 0)

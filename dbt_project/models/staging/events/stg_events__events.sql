@@ -1,8 +1,9 @@
 -- One typed row per business event: current bronze event rows, de-duplicated by eventId (a service may
 -- write the same event into two objects, or an object under two keys).
--- Incremental: re-derives the eventIds that have a bronze copy ingested, or superseded by a rewrite of
--- its object, since the last run, from all their current copies, and MERGEs them: an id without a current
--- copy left (its object was rewritten without it) is deleted, so the result equals a full build.
+-- Incremental: re-derives the eventIds with a new current copy that could win, or with a copy superseded
+-- by a rewrite of its object, since the last run, from all their current copies, and MERGEs them: an id
+-- without a current copy left (its object was rewritten without it) is deleted, so the result equals a
+-- full build.
 -- bronze/events has concurrent writers (days ingest in parallel) that stamp ingested_at before they
 -- commit, so a batch may land after rows stamped later were staged: the run looks back
 -- var events_commit_lag_minutes before its watermark; re-deriving an id again changes nothing.
@@ -17,9 +18,17 @@
   {%- set since = run_query(
         "select cast(coalesce(max(ingested_at), '-infinity'::timestamptz) - interval '"
         ~ var('events_commit_lag_minutes') ~ " minutes' as varchar) from " ~ this).columns[0].values()[0] %}
+  {#- ids to re-derive: a recent current copy of an id not staged, or staged from a later copy (a batch
+      committed late); and every id with a copy superseded since. A recent copy of an id staged from an
+      earlier one changes nothing: re-deriving those would redo the whole look-back window every run -#}
   {%- set touched_ids %}
-    select lower(event_id) as id from {{ events }}
-    where row_kind = 'event' and ingested_at > '{{ since }}'::timestamptz
+    select lower(recent.event_id) as id from {{ events }} as recent
+    where recent.row_kind = 'event' and recent.superseded_at is null
+      and recent.ingested_at > '{{ since }}'::timestamptz
+      and not exists (
+          select 1 from {{ this }} as staged
+          where cast(staged.event_id as varchar) = lower(recent.event_id) and staged.ingested_at <= recent.ingested_at
+      )
     union
     select lower(event_id) from {{ events }}
     where row_kind = 'event' and superseded_at > '{{ since }}'::timestamptz
