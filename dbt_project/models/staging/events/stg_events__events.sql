@@ -22,13 +22,13 @@
       committed late); and every id with a copy superseded since. A recent copy of an id staged from an
       earlier one changes nothing: re-deriving those would redo the whole look-back window every run -#}
   {%- set touched_ids %}
-    select lower(recent.event_id) as id from {{ events }} as recent
+    select lower(recent.event_id) as id
+    from {{ events }} as recent
+    left join (select cast(event_id as varchar) as id, ingested_at from {{ this }}) as staged
+        on staged.id = lower(recent.event_id)
     where recent.row_kind = 'event' and recent.superseded_at is null
       and recent.ingested_at > '{{ since }}'::timestamptz
-      and not exists (
-          select 1 from {{ this }} as staged
-          where cast(staged.event_id as varchar) = lower(recent.event_id) and staged.ingested_at <= recent.ingested_at
-      )
+      and (staged.id is null or recent.ingested_at < staged.ingested_at)
     union
     select lower(event_id) from {{ events }}
     where row_kind = 'event' and superseded_at > '{{ since }}'::timestamptz
