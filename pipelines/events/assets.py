@@ -16,10 +16,8 @@ from pipelines.events.objects import (
     DayListing,
     EventStore,
     S3EventStore,
-    before_start_note,
     day_prefix,
     event_store_for,
-    outside_layout_note,
 )
 from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.partitions import START_DATE, daily_partitions
@@ -90,10 +88,8 @@ def bronze_events(
     store = event_store_for(settings)
     listing = days_to_ingest(context, store)
     days = listing.days
-    if listing.outside_layout:
-        context.log.warning(outside_layout_note(store.location, listing.outside_layout))
-    if listing.before_start:
-        context.log.warning(before_start_note(store.location, listing.before_start, date.fromisoformat(START_DATE)))
+    for note in listing.notes(store.location, date.fromisoformat(START_DATE)):
+        context.log.warning(note)
     source = source_dataset(store, days[0] if len(days) == 1 else None)
     target_path = settings.bronze_path(TABLE)
     target = dataset_for_delta_path(target_path)
@@ -190,10 +186,7 @@ def plan_runs(store: EventStore, cursor: SensorCursor, *, now: datetime,
     fingerprints = dict(cursor.fingerprints)
     newest = cursor.newest_day
     listing = store.list_days(first, report_earlier=first == start)
-    if listing.outside_layout:
-        notes.append(outside_layout_note(store.location, listing.outside_layout))
-    if listing.before_start:
-        notes.append(before_start_note(store.location, listing.before_start, start))
+    notes.extend(listing.notes(store.location, start))
     for day in listing.days:
         if day > last_day:
             notes.append(f"{day_prefix(day)}: after the last partition {last_day}; skipped until then")

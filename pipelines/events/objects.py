@@ -66,17 +66,21 @@ class DayListing:
     outside_layout: list[str]
     before_start: list[str] = field(default_factory=list)  # day folders before `since`, when asked for
 
+    def notes(self, location: str, start: date) -> list[str]:
+        """One warning for each kind of folder or object no run will ingest (none when all is in order)."""
+        notes = []
+        if self.outside_layout:
+            notes.append(_not_ingested(self.outside_layout, 5, f"folders or objects under {location}/ are outside "
+                                       "the layout year=YYYY/month=MM/day=DD/"))
+        if self.before_start:
+            notes.append(_not_ingested(self.before_start, 3, f"day folders under {location}/ are before "
+                                       f"partitions_start_date {start}"))
+        return notes
 
-def outside_layout_note(location: str, outside: list[str], shown: int = 5) -> str:
-    more = f" and {len(outside) - shown} more" if len(outside) > shown else ""
-    return (f"{len(outside)} folders or objects under {location}/ are outside the layout "
-            f"year=YYYY/month=MM/day=DD/ and are not ingested: {', '.join(outside[:shown])}{more}")
 
-
-def before_start_note(location: str, before: list[str], start: date, shown: int = 3) -> str:
-    more = f" and {len(before) - shown} more" if len(before) > shown else ""
-    return (f"{len(before)} day folders under {location}/ are before partitions_start_date {start} and are not "
-            f"ingested: {', '.join(before[:shown])}{more}")
+def _not_ingested(names: list[str], shown: int, what: str) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} {what} and are not ingested: {', '.join(names[:shown])}{more}"
 
 
 def _wanted(name: str) -> bool:
