@@ -5,6 +5,9 @@
     stack.up()        # idempotent: starts what is not running and healthy, waits until all are healthy
     stack.status()    # {"postgres": {"port", "pid", "running", "healthy", "detail"}, ...}
     stack.down()      # stops the processes it started (by pid); purge=True also deletes <data_dir>/stack
+    stack.stop("kafka", kill=True)   # one component down (politely, or as a crash), its data and port kept
+    stack.start("kafka")             # back on the same port; Connect reconnects (see start)
+    stack.restart("postgres")
     stack.install()   # Maven jars into <PROJECT_DIR>/data/jars/{broker,connect} (skipped when current)
 
 Ports are chosen free at first start (and reused while free); state.json under `<data_dir>/stack` tells
@@ -23,7 +26,7 @@ from pipelines.stack import install as _install
 from pipelines.stack.connect import CONNECTOR, Connect, cdc_topics
 from pipelines.stack.kafka import Kafka
 from pipelines.stack.postgres import DATABASE, Postgres
-from pipelines.stack.processes import StackError, pid_alive, pid_owned
+from pipelines.stack.processes import StackError, kill_pid, pid_alive, pid_owned
 from pipelines.stack.s3 import S3
 from pipelines.stack.state import StateFile
 
@@ -31,9 +34,13 @@ __all__ = ["Stack", "StackError", "SCHEMA_FILE", "JARS_DIR"]
 
 SCHEMA_FILE = PROJECT_DIR / "pipelines" / "workload" / "schema.sql"
 JARS_DIR = PROJECT_DIR / "data" / "jars"
+
 COMPONENTS = ("postgres", "kafka", "s3", "connect")  # start order; stop order is the reverse
 
 TIMEOUTS = {"postgres": 60.0, "kafka": 120.0, "s3": 60.0, "connect": 180.0}
+# Connect holds connections to these: after one restarts, Connect is restarted too (a polite stop flushes
+# its source offsets; Debezium then resumes from them and from its replication slot)
+CONNECT_UPSTREAM = frozenset({"postgres", "kafka"})
 
 
 class Stack:
@@ -72,7 +79,7 @@ class Stack:
             for name in (c for c in COMPONENTS if c in only):
                 started = time.monotonic()
                 entry = state.get(name)
-                upstream_restarted = name == "connect" and bool(restarted & {"postgres", "kafka"})
+                upstream_restarted = name == "connect" and bool(restarted & CONNECT_UPSTREAM)
                 if entry and not upstream_restarted and self._healthy(name, entry):
                     continue
                 if entry:
@@ -164,6 +171,57 @@ class Stack:
             report[name] = {**entry, "running": self._running(entry), "healthy": healthy, "detail": detail}
         return report
 
+    # -- one component: stop, start, restart (fault tests, benches, operators) ---------------------
+    def _check_component(self, name: str, state: dict) -> dict:
+        if name not in COMPONENTS:
+            raise StackError(f"unknown stack component {name!r}; the components are {list(COMPONENTS)}")
+        entry = state.get(name)
+        if not entry:
+            raise StackError(f"{name} was never started in {self.dir}: run `lakehouse stack up` first")
+        return entry
+
+    def stop(self, name: str, kill: bool = False) -> None:
+        """Stop one component and keep its data, its port and its entry in state.json (status then says
+        "not running", and settings still point at where it listens, as clients of a crashed server
+        would). kill=True is a crash: SIGKILL, or for Postgres `pg_ctl -m immediate` (every server
+        process aborted, no checkpoint, crash recovery at the next start; a SIGKILLed postmaster would
+        leave its backends holding the shared memory). Politely: SIGTERM / `pg_ctl -m fast`.
+        Moto keeps its objects in memory only: a stopped S3 loses them (the bucket is back on start)."""
+        with self.state.lock():
+            entry = self._check_component(name, self.state.read())
+            if kill:
+                self._kill(name, entry)
+            else:
+                self._stop(name, entry)
+            if pid_alive(entry.get("pid")) and pid_owned(entry.get("pid"), self.dir):
+                raise StackError(f"{name}: process {entry['pid']} still running after stop")
+
+    def start(self, name: str) -> dict:
+        """Start one component stopped by `stop` (or crashed) on its port, and wait until it is healthy;
+        a healthy one is left alone. After Postgres or Kafka, Connect is restarted if it runs, so that
+        Debezium reconnects at once rather than after its own retries (or never, once its task
+        failed). Returns the state written to state.json."""
+        with self.state.lock():
+            state = self.state.read()
+            entry = self._check_component(name, state)
+            if self._healthy(name, entry):
+                return state
+            self._stop(name, entry)  # whatever is left of it (a hung process, a postmaster.pid)
+            started = time.monotonic()
+            state[name] = getattr(self, f"_start_{name}")(state)
+            self.timings[name] = time.monotonic() - started
+            if name in CONNECT_UPSTREAM and "connect" in state:
+                started = time.monotonic()
+                self._stop("connect", state["connect"])
+                state["connect"] = self._start_connect(state)
+                self.timings["connect"] = time.monotonic() - started
+            return self.state.read()
+
+    def restart(self, name: str, kill: bool = False) -> dict:
+        """`stop` then `start`: a component bounced (kill=True: crashed) while the rest keeps running."""
+        self.stop(name, kill=kill)
+        return self.start(name)
+
     # -- down ----------------------------------------------------------------------------------
     def _stop(self, name: str, entry: dict) -> None:
         if name == "postgres":
@@ -172,6 +230,14 @@ class Stack:
         pid = entry.get("pid")
         if pid_owned(pid, self.dir):
             {"kafka": self.kafka, "connect": self.connect, "s3": self.s3}[name].stop(pid)
+
+    def _kill(self, name: str, entry: dict) -> None:
+        if name == "postgres":
+            self.postgres.stop(mode="immediate")
+            return
+        pid = entry.get("pid")
+        if pid_owned(pid, self.dir):
+            kill_pid(pid)
 
     def down(self, purge: bool = False) -> list[int]:
         """Stop every component this data dir started; return the pids stopped. purge: delete `<data_dir>/stack`."""

@@ -139,12 +139,13 @@ class Postgres:
         wait_until(lambda: self.healthy(port, "postgres"), "postgres", timeout, self.log_file, pid)
         return pid
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 30, mode: str = "fast") -> None:
+        """pg_ctl stop: `fast` (clients disconnected, checkpoint) or `immediate` (a crash: recovery at start)."""
         pid = self.pid()
         if pid is None:
             return
         try:
-            run(self._as_postgres(str(bindir() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+            run(self._as_postgres(str(bindir() / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
                                   "-t", str(int(timeout)), "stop"), "postgres: pg_ctl stop", timeout=timeout + 10,
                 cwd=self.root)
         except StackError:

@@ -145,6 +145,21 @@ def stop_pid(pid: int, timeout: float = 20) -> None:
         raise StackError(f"process {pid} survives SIGKILL")
 
 
+def kill_pid(pid: int, timeout: float = 10) -> None:
+    """SIGKILL the process (and its process group) at once, as a crash would end it; wait until gone."""
+    if not pid_alive(pid):
+        return
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    if not wait_pid_gone(pid, timeout):
+        raise StackError(f"process {pid} survives SIGKILL")
+
+
 def tail(log_file: Path, lines: int = 25) -> str:
     try:
         text = log_file.read_text(errors="replace")
