@@ -50,6 +50,10 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 # call's records go to the decode workers as one chunk, cut short at MAX_CHUNK_BYTES of values.
 CONSUME_CHUNK = 1_000
 MAX_CHUNK_BYTES = 8 * 1024 * 1024
+# A run up to the topics' end waits this long for a broker that stopped answering (a restart takes
+# seconds), then stops with a one-line error; without a bound it waited silently forever. A follower
+# waits as long as it runs: it is meant to outlive broker restarts.
+BROKER_TIMEOUT = 30.0
 
 
 def bronze_table_name(stream: str) -> str:
@@ -496,8 +500,24 @@ def _check(msg: Message) -> bool:
     raise KafkaTopicError(f"Kafka error on {msg.topic()}/{msg.partition()}: {error}")
 
 
-def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0) -> IngestResult:
-    """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop."""
+def _raise_if_broker_gone(consumer: Consumer, settings: Settings, topic: str, waited: float) -> None:
+    """After `waited` seconds without a record: a KafkaTopicError if the broker does not answer either."""
+    try:
+        consumer.list_topics(topic, timeout=5)
+    except KafkaException as exc:
+        reason = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        raise KafkaTopicError(
+            f"Kafka at {settings.kafka_bootstrap} has not answered for {waited:.0f} s while reading {topic} ({reason}); "
+            "what this run committed stays in bronze, and the next run resumes from there"
+        ) from exc
+
+
+def ingest_topic(
+    settings: Settings, topic: str, batch_size: int = 50_000, poll_timeout: float = 1.0,
+    broker_timeout: float = BROKER_TIMEOUT,
+) -> IngestResult:
+    """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop.
+    A broker that stops answering is waited for `broker_timeout` seconds (librdkafka reconnects)."""
     consumer = _consumer(settings)
     ingestion = None
     try:
@@ -508,8 +528,15 @@ def ingest_topic(settings: Settings, topic: str, batch_size: int = 50_000, poll_
             ingestion.close()
             return ingestion.result
         consumer.assign([tp for tp in ingestion.assignment if tp.partition in pending])
+        last_record = time.monotonic()
         while pending:
             messages = consumer.consume(num_messages=min(batch_size, CONSUME_CHUNK), timeout=poll_timeout)
+            if messages:
+                last_record = time.monotonic()
+            elif time.monotonic() - last_record >= broker_timeout:
+                # records below the targets exist: a silence this long means the broker is gone, or slow
+                _raise_if_broker_gone(consumer, settings, topic, time.monotonic() - last_record)
+                last_record = time.monotonic()
             for msg in messages:
                 p = msg.partition()
                 if p not in pending:
