@@ -206,6 +206,8 @@ class Stack:
             entry = self._check_component(name, state)
             if self._healthy(name, entry):
                 return state
+            if name == "postgres":
+                self.postgres.check_prerequisites()  # finds pg_ctl (a Stack made after `up` has not)
             self._stop(name, entry)  # whatever is left of it (a hung process, a postmaster.pid)
             started = time.monotonic()
             state[name] = getattr(self, f"_start_{name}")(state)
