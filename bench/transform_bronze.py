@@ -480,6 +480,8 @@ def _cdc_rows_sql(versions: str, source_table: str, key: str, phase: int, first_
         make_timestamp(t + 180000 + copy * 1000)::timestamptz as kafka_ts,
         case copy when 1 then 'tombstone' else 'change' end as kind,
         case when copy <> 1 then op end as op,
+        case when copy <> 1 then 'postgresql' end as source_connector,
+        case when copy <> 1 then 'shop' end as source_database,
         case when copy <> 1 then 'public' end as source_schema,
         case when copy <> 1 then '{source_table}' end as source_table,
         '{{"{key}":"' || key_id || '"}}' as record_key,

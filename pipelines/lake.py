@@ -103,8 +103,9 @@ def storage_secret_sql(settings) -> list[str]:
     ]
 
 
-def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, table: str) -> None:
-    """Make `<layer>.<table>` a view over the Delta table, replacing whatever had that name."""
+def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, table: str, pinned: bool = False) -> None:
+    """Make `<layer>.<table>` a view over the Delta table, replacing whatever had that name; `pinned`: over
+    the table's current version, which later commits do not change."""
     conn.execute(f"create schema if not exists {quote_identifier(layer)}")
     existing = conn.execute(
         "select table_type from information_schema.tables where table_schema = ? and table_name = ?",
@@ -113,24 +114,34 @@ def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, t
     if existing and existing[0] != "VIEW":
         conn.execute(f"drop table {quote_identifier(layer)}.{quote_identifier(table)}")
     path = settings.layer_path(layer, table)
-    conn.execute(f"create or replace view {quote_identifier(layer)}.{quote_identifier(table)} as select * from {delta_scan(path)}")
+    version = _current_version(path, settings) if pinned else None
+    conn.execute(
+        f"create or replace view {quote_identifier(layer)}.{quote_identifier(table)} as select * from {delta_scan(path, version)}"
+    )
 
 
-def register_lake_views(conn: duckdb.DuckDBPyConnection, settings) -> list[str]:
-    """A view `<layer>.<table>` for every Delta table of the lake; returns their names."""
+def _current_version(path: str, settings) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(path, storage_options=settings.delta_storage_options() or None).version()
+
+
+def register_lake_views(conn: duckdb.DuckDBPyConnection, settings, pinned_layers: tuple[str, ...] = ()) -> list[str]:
+    """A view `<layer>.<table>` for every Delta table of the lake; returns their names. The tables of
+    `pinned_layers` are read as of now (point_view_at_delta)."""
     for statement in storage_secret_sql(settings):
         conn.execute(statement)
     names = []
     for layer in LAYERS:
         for table in delta_tables(settings, layer):
-            point_view_at_delta(conn, settings, layer, table)
+            point_view_at_delta(conn, settings, layer, table, pinned=layer in pinned_layers)
             names.append(f"{layer}.{table}")
     return names
 
 
-def delta_scan(path: str) -> str:
-    """SQL table expression reading the Delta table at `path`."""
-    return f"delta_scan({quote_literal(path)})"
+def delta_scan(path: str, version: int | None = None) -> str:
+    """SQL table expression reading the Delta table at `path` (at `version`, else its latest)."""
+    return f"delta_scan({quote_literal(path)}{'' if version is None else f', version={int(version)}'})"
 
 
 def delta_table_stats(path: str, storage_options: dict[str, str] | None = None) -> tuple[int, pa.Schema, int]:

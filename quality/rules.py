@@ -32,6 +32,12 @@ class RuleType(enum.StrEnum):
     REFERENCE = "REFERENCE"
     UNIQUE = "UNIQUE"
     FRESHNESS = "FRESHNESS"
+    # the share of a staging model's latest run that silver.rejects holds (column: the run's timestamp)
+    REJECTS = "REJECTS"
+
+
+# where staging models leave the change events they cannot type (dbt_project/models/staging/rejects.sql)
+REJECTS_TABLE = "silver.rejects"
 
 
 class Severity(enum.StrEnum):
@@ -48,6 +54,7 @@ _REQUIRED_CONFIG: dict[RuleType, set[str]] = {
     RuleType.PATTERN: {"regex"},
     RuleType.REFERENCE: {"table", "column"},
     RuleType.FRESHNESS: {"max_age_hours"},
+    RuleType.REJECTS: {"max_percent"},
 }
 _ALLOWED_CONFIG: dict[RuleType, set[str]] = {
     RuleType.NOT_NULL: set(),
@@ -56,6 +63,7 @@ _ALLOWED_CONFIG: dict[RuleType, set[str]] = {
     RuleType.PATTERN: {"regex"},
     RuleType.REFERENCE: {"table", "column"},
     RuleType.FRESHNESS: {"max_age_hours"},
+    RuleType.REJECTS: {"max_percent"},
 }
 
 
@@ -71,6 +79,8 @@ class Rule:
     @property
     def name(self) -> str:
         """Stable, human-readable identifier of the rule within its table."""
+        if self.rule_type is RuleType.REJECTS:  # a table has one per threshold (e.g. WARNING at 0, ERROR at 5)
+            return f"rejects:{self.column}>{self.config['max_percent']}%"
         return f"{self.rule_type.value.lower()}:{self.column or '*'}"
 
 
@@ -182,6 +192,10 @@ def _check_config(rule_type: RuleType, config: dict[str, Any], where: str) -> No
             raise RulesError(f"{where}: config table must be '<layer>.<table>', got {config['table']!r}")
         if not isinstance(config["column"], str) or not config["column"]:
             raise RulesError(f"{where}: config column must be a non-empty string, got {config['column']!r}")
+    elif rule_type is RuleType.REJECTS:
+        share = config["max_percent"]
+        if not _is_number(share) or not 0 <= share < 100:
+            raise RulesError(f"{where}: config max_percent must be a number from 0 to below 100, got {share!r}")
     elif rule_type is RuleType.FRESHNESS:
         hours = config["max_age_hours"]
         if not _is_number(hours) or hours <= 0:

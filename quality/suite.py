@@ -1,7 +1,7 @@
 """Compiling rules into a Great Expectations suite (pure: no I/O, no connection).
 
 NOT_NULL, UNIQUE and RANGE map to GX's built-in column expectations, which GX turns into SQL itself.
-PATTERN, REFERENCE and FRESHNESS become `UnexpectedRowsExpectation`s with DuckDB SQL: GX has no regex
+PATTERN, REFERENCE, FRESHNESS and REJECTS become `UnexpectedRowsExpectation`s with DuckDB SQL: GX has no regex
 support for the duckdb dialect, no cross-table expectation, and no freshness expectation on SQL.
 
 GX substitutes `{batch}` with `str.format`, so every brace we interpolate (a regex quantifier such as
@@ -19,7 +19,7 @@ import great_expectations.expectations as gxe
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from pipelines.lake import quote_identifier, quote_literal
-from quality.rules import Rule, RuleType, Severity
+from quality.rules import REJECTS_TABLE, Rule, RuleType, Severity
 
 # The rule every suite carries, so an asset without declared rules is still checked: its Delta table
 # exists and DuckDB can read it (row count >= 0 fails only when the scan itself fails).
@@ -114,6 +114,20 @@ def _expectation_for(rule: Rule, *, table_sql: Callable[[str], str], now: dateti
             query = (
                 f"SELECT latest FROM (SELECT max({col}) AS latest FROM {{batch}}) AS freshness "
                 f"WHERE latest IS NULL OR latest < TIMESTAMPTZ '{cutoff.isoformat()}'"
+            )
+        case RuleType.REJECTS:
+            # the latest run is the newest run timestamp in the model or in what it rejected (a run may
+            # reject everything it read); fails when its rejects exceed max_percent of what it read
+            rejects = _escape_braces(table_sql(REJECTS_TABLE))
+            model = _escape_braces(quote_literal(rule.table.split(".", 1)[1]))
+            query = (
+                f"SELECT staged, rejected FROM (SELECT "
+                f"(SELECT count(*) FROM {{batch}} WHERE {col} = latest) AS staged, "
+                f"(SELECT count(*) FROM {rejects} WHERE model = {model} AND rejected_at = latest) AS rejected "
+                f"FROM (SELECT greatest(coalesce((SELECT max({col}) FROM {{batch}}), '-infinity'::timestamptz), "
+                f"coalesce((SELECT max(rejected_at) FROM {rejects} WHERE model = {model}), '-infinity'::timestamptz)) "
+                f"AS latest) AS run) AS shares "
+                f"WHERE rejected > 0 AND rejected * 100.0 > {float(rule.config['max_percent'])!r} * (staged + rejected)"
             )
         case _:
             raise ValueError(f"no expectation for rule type {rule.rule_type}")

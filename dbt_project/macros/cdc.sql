@@ -1,7 +1,8 @@
 {#-
   The change-data-capture logic shared by the seven shop entities (see shop_tables.sql for their columns).
 
-  stg_cdc(table)         staging: one typed row per Debezium change event (c, u, d, r) or truncate (t)
+  stg_cdc(table)         staging: one typed row per Debezium change event (c, u, d, r) or truncate (t);
+                         the events that cannot be one go to silver.rejects (cdc_checked_changes)
   cdc_versions(table)    CTEs: the de-duplicated, ordered, TOAST-filled change stream of one entity
   cdc_history(table)     intermediate: SCD2 versions (valid_from, valid_to, is_current)
   cdc_current(table)     intermediate: current state, the open version of each key in history (deletes
@@ -13,16 +14,35 @@
 -#}
 
 {% macro stg_cdc(table) %}
-{%- set spec = shop_table(table) -%}
 {{ config(incremental_strategy='append') }}
+-- depends_on: {{ ref('rejects') }} (rejects reads this model's watermark before this run moves it)
+select * exclude (reject_columns, reject_reason)
+from ({{ cdc_checked_changes(table, since=watermark('ingested_at') if is_incremental() else none) }})
+where reject_reason is null
+{% endmacro %}
+
+
+{#-
+  The change events of one shop table ingested after `since` (all if none), typed with casts that give
+  NULL instead of failing, and why a row cannot be a row of its entity (reject_reason; null when it can).
+  A change is rejected when its event comes from another connector, database or table than the topic's
+  (when the event names them), its op is not a row change, it has no LSN or no primary key, its Kafka
+  record key names another key, or a value does not fit its column's type (a cast that fails or that
+  would lose digits). No value is ever copied into a reason: rows may hold personal data.
+-#}
+{% macro cdc_checked_changes(table, since=none, bronze=none) %}
+{%- set spec = shop_table(table) -%}
+{%- set key = spec.key -%}
+{%- set key_index = (spec.columns | map(attribute=0) | list).index(key) + 1 -%}
+{%- set origin = var('cdc_source_database') ~ '.public.' ~ table -%}
 with
 
 source as (
 
-    select * from {{ source('shop', 'cdc_' ~ table) }}
-    where kind = 'change' and op in ('c', 'u', 'd', 'r', 't')
-    {%- if is_incremental() %}
-      and ingested_at > {{ watermark('ingested_at') }}
+    select * from {{ bronze if bronze is not none else source('shop', 'cdc_' ~ table) }}
+    where kind = 'change'
+    {%- if since %}
+      and ingested_at > {{ since }}
     {%- endif %}
 
 ),
@@ -37,37 +57,162 @@ extracted as (
             {%- for name, type, field in spec.columns %}
             '$.{{ field }}'{{ "," if not loop.last }}
             {%- endfor %}
-        ]) as row_values
+        ]) as row_values,
+        json_extract_string(record_key, '$.{{ key }}') as record_key_value,
+        lsn as raw_lsn
     from source
 
 ),
 
-renamed as (
+typed as (
 
     select
         {%- for name, type, field in spec.columns %}
-        {%- if type == 'char' %}
-        rtrim(row_values[{{ loop.index }}], ' ') as {{ name }},
-        {%- else %}
-        cast(row_values[{{ loop.index }}] as {{ type }}) as {{ name }},
-        {%- endif %}
+        {{ cdc_safe_cast('row_values[' ~ loop.index ~ ']', type) }} as {{ name }},
         {%- endfor %}
         op as change_op,
         op = 'd' as is_delete,
         coalesce(unavailable_columns, []) as unavailable_columns,
-        cast(lsn as ubigint) as lsn,
+        {{ cdc_safe_cast('raw_lsn', 'ubigint') }} as lsn,
         tx_id,
         source_ts,
         "partition" as kafka_partition,
         "offset" as kafka_offset,
         bronze_id as source_bronze_id,
-        ingested_at
+        ingested_at,
+        cast('{{ run_started_at }}' as timestamptz) as processed_at,
+        -- what the checks below read
+        row_values,
+        raw_lsn,
+        record_key,
+        record_key_value,
+        source_connector,
+        source_database,
+        source_schema,
+        source_table
     from extracted
+
+),
+
+checked as (
+
+    select
+        *,
+        list_filter([
+            {%- for name, type, field in spec.columns %}
+            case when row_values[{{ loop.index }}] is not null and {{ name }} is null then '{{ name }}' end,
+            {%- endfor %}
+            case when raw_lsn is not null and lsn is null then 'lsn' end
+        ], c -> c is not null) as uncast_columns,
+        change_op <> 't' and row_values[{{ key_index }}] is null as key_missing,
+        change_op <> 't' and record_key is not null
+            and try_cast(record_key_value as uuid) is distinct from {{ key }} as key_disagrees,
+        (source_connector is not null and source_connector <> 'postgresql')
+            or (source_database is not null and source_database <> '{{ var("cdc_source_database") }}')
+            or (source_schema is not null and source_schema <> 'public')
+            or (source_table is not null and source_table <> '{{ table }}') as foreign_source
+    from typed
+
+),
+
+final as (
+
+    select
+        * exclude (row_values, raw_lsn, record_key, record_key_value, source_connector, source_database,
+                   source_schema, source_table, uncast_columns, key_missing, key_disagrees, foreign_source),
+        list_distinct(uncast_columns
+            || case when key_missing or key_disagrees then ['{{ key }}'] else [] end
+            || case when raw_lsn is null then ['lsn'] else [] end
+        ) as reject_columns,
+        nullif(concat_ws('; ',
+            case when foreign_source then
+                'a change of ' || coalesce(source_connector, '?') || ' ' || coalesce(source_database, '?') || '.'
+                || coalesce(source_schema, '?') || '.' || coalesce(source_table, '?')
+                || ', not of postgresql {{ origin }}'
+            end,
+            case when change_op not in ('c', 'u', 'd', 'r', 't') or change_op is null then
+                'op ' || coalesce(change_op, 'null') || ' is not a row change'
+            end,
+            case when raw_lsn is null then 'no LSN to order it by' end,
+            case when key_missing then 'no primary key {{ key }}' end,
+            case when key_disagrees then 'the Kafka record key names another {{ key }}' end,
+            case when len(uncast_columns) > 0 then
+                'values that do not fit their type: ' || array_to_string(list_transform(uncast_columns, c -> c || ' ' || case c
+                    {%- for name, type, field in spec.columns %}
+                    when '{{ name }}' then '{{ cdc_type_name(type) }}'
+                    {%- endfor %}
+                    else 'ubigint' end), ', ')
+            end
+        ), '') as reject_reason
+    from checked
 
 )
 
-select * from renamed
+select * from final
 {% endmacro %}
+
+
+{#-
+  The rejected change events of one shop table that silver.rejects does not hold yet (see
+  models/staging/rejects.sql). Bronze is read by its relation, not source(): as a child of every bronze
+  table, rejects would be skipped, and with it every staging model, when any one source test fails.
+-#}
+{% macro cdc_rejected_changes(table) %}
+{%- set bronze = adapter.get_relation(this.database, 'bronze', 'cdc_' ~ table) -%}
+{%- if bronze is none %}
+{#- at parse time, or before the topic's first ingest -#}
+select null::varchar as bronze_id, null::varchar as source_table, null::varchar as model,
+       null::varchar[] as reject_columns, null::varchar as reason, null::timestamptz as ingested_at,
+       null::timestamptz as rejected_at
+where false
+{%- else -%}
+{%- set since = none -%}
+{%- if is_incremental() -%}
+  {%- set staged = adapter.get_relation(this.database, 'silver', 'stg_shop__' ~ table) -%}
+  {#- what staging has taken in is behind both tables; what this table holds of the topic, behind it -#}
+  {%- set since -%}
+    greatest(
+        {{ "(select max(ingested_at) from " ~ staged ~ ")" if staged else "'-infinity'::timestamptz" }},
+        (select coalesce(max(ingested_at), '-infinity'::timestamptz) from {{ this }}
+         where source_table = 'bronze.cdc_{{ table }}')
+    )
+  {%- endset -%}
+{%- endif %}
+select
+    source_bronze_id as bronze_id,
+    'bronze.cdc_{{ table }}' as source_table,
+    'stg_shop__{{ table }}' as model,
+    reject_columns,
+    reject_reason as reason,
+    ingested_at,
+    processed_at as rejected_at
+from ({{ cdc_checked_changes(table, since=since, bronze=bronze) }})
+where reject_reason is not null
+{%- endif %}
+{% endmacro %}
+
+
+{#-
+  A cast that gives NULL when the value does not fit: it fails, or (decimals, integers) it would round.
+  An enum type ('enum:A,B') keeps its listed values only; char(n) values lose their blank padding.
+-#}
+{% macro cdc_safe_cast(value, type) -%}
+  {%- if type == 'char' -%}
+    rtrim({{ value }}, ' ')
+  {%- elif type.startswith('enum:') -%}
+    case when {{ value }} in ({% for v in type[5:].split(',') %}'{{ v }}'{{ ", " if not loop.last }}{% endfor %}) then {{ value }} end
+  {%- elif type.startswith('decimal') or type in ('integer', 'bigint', 'ubigint') -%}
+    case when try_cast({{ value }} as decimal(38, 10)) = try_cast({{ value }} as {{ type }})
+        then try_cast({{ value }} as {{ type }}) end
+  {%- else -%}
+    try_cast({{ value }} as {{ type }})
+  {%- endif -%}
+{%- endmacro %}
+
+{#- The type a reject reason names: enums by their values. -#}
+{% macro cdc_type_name(type) -%}
+  {{ 'one of ' ~ type[5:] if type.startswith('enum:') else type }}
+{%- endmacro %}
 
 
 {#- CTEs `versions` (every change of every key, in order, with what follows it) and `truncates`. -#}

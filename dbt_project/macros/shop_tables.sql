@@ -7,15 +7,16 @@
   `processed_at`, which would collide with silver's lineage column of that name.
   `toast` marks variable-length columns Postgres may store out of line (TOAST): only those can arrive
   as Debezium's unavailable-value placeholder.
+  Type `enum:A,B,...` marks a Postgres enum (public.order_status): silver keeps it as text and rejects a value
+  outside the list (cdc.sql), as it rejects any value that does not fit its column's type.
   Type `char` marks Postgres char(n) columns: Debezium sends the stored, blank-padded value ('Z ' for
   'Z' in a char(2)); silver drops the padding, as Postgres does when it turns such a value into text.
 -#}
-{% macro shop_table(table) %}
-  {%- set audit = [
-      ('created_at', 'timestamptz'), ('created_by', 'varchar'), ('updated_at', 'timestamptz'),
-      ('updated_by', 'varchar'), ('row_version', 'integer'), ('deleted_at', 'timestamptz'),
-      ('deleted_by', 'varchar'),
-  ] -%}
+{% macro shop_table_names() %}
+  {{ return(shop_table_specs().keys() | list) }}
+{% endmacro %}
+
+{% macro shop_table_specs() %}
   {%- set money = 'decimal(12, 2)' -%}
   {%- set tables = {
     'customers': {
@@ -59,7 +60,8 @@
     'orders': {
       'key': 'order_id',
       'columns': [
-        ('order_id', 'uuid'), ('customer_id', 'uuid'), ('status', 'varchar'), ('order_ts', 'timestamptz'),
+        ('order_id', 'uuid'), ('customer_id', 'uuid'),
+        ('status', 'enum:PENDING,CONFIRMED,SHIPPED,DELIVERED,CANCELLED'), ('order_ts', 'timestamptz'),
         ('subtotal', money), ('discount_amount', money), ('tax_amount', money), ('shipping_amount', money),
         ('total_amount', money), ('currency', 'char'), ('shipping_address', 'json'),
       ],
@@ -107,6 +109,16 @@
       },
     },
   } -%}
+  {{ return(tables) }}
+{% endmacro %}
+
+{% macro shop_table(table) %}
+  {%- set audit = [
+      ('created_at', 'timestamptz'), ('created_by', 'varchar'), ('updated_at', 'timestamptz'),
+      ('updated_by', 'varchar'), ('row_version', 'integer'), ('deleted_at', 'timestamptz'),
+      ('deleted_by', 'varchar'),
+  ] -%}
+  {%- set tables = shop_table_specs() -%}
   {%- if table not in tables -%}
     {{ exceptions.raise_compiler_error("shop_table: unknown table " ~ table) }}
   {%- endif -%}

@@ -13,7 +13,7 @@ OWNER = "team:data-platform"
 
 def kafka_column_lineage(topic: DatasetId) -> dict[str, list[tuple[str, str, str]]]:
     """Which part of the Kafka record each bronze column comes from."""
-    from_value = ["kind", "op", "source_schema", "source_table", "before", "after", "unavailable_columns",
+    from_value = ["kind", "op", "source_connector", "source_database", "source_schema", "source_table", "before", "after", "unavailable_columns",
                   "lsn", "tx_id", "source_ts", "transaction", "raw_payload", "value_schema_id"]
     lineage = {column: [(topic.namespace, topic.name, "value")] for column in from_value}
     lineage["record_key"] = [(topic.namespace, topic.name, "key")]

@@ -13,6 +13,9 @@ BRONZE_CDC = pa.schema(
         pa.field("kafka_ts", UTC_MICROS),
         pa.field("kind", pa.string(), nullable=False),
         pa.field("op", pa.string()),
+        # where the change was captured: silver rejects a change of another connector, database or table
+        pa.field("source_connector", pa.string()),
+        pa.field("source_database", pa.string()),
         pa.field("source_schema", pa.string()),
         pa.field("source_table", pa.string()),
         pa.field("record_key", pa.string()),

@@ -35,8 +35,8 @@ from pipelines.failpoints import failpoint
 RawRecord = tuple[int, int, "int | None", "bytes | None", "bytes | None", bool]
 
 # the columns a worker fills; the ingest process adds the per-batch ones (topic, ingested_at, ...)
-CHUNK_COLUMNS = ("bronze_id", "partition", "offset", "kafka_ts", "kind", "op", "source_schema", "source_table",
-                 "record_key", "before", "after", "unavailable_columns", "lsn", "tx_id", "source_ts", "transaction",
+CHUNK_COLUMNS = ("bronze_id", "partition", "offset", "kafka_ts", "kind", "op", "source_connector", "source_database",
+                 "source_schema", "source_table", "record_key", "before", "after", "unavailable_columns", "lsn", "tx_id", "source_ts", "transaction",
                  "raw_payload", "value_schema_id")
 CHUNK_SCHEMA = pa.schema([BRONZE_CDC.field(name) for name in CHUNK_COLUMNS])
 _MILLIS = pa.int64()
@@ -100,8 +100,8 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
         decoder = _DECODERS[allow_flattened] = Decoder(allow_flattened=allow_flattened)
     columns: dict[str, list] = {name: [] for name in CHUNK_COLUMNS if name != "bronze_id"}
     quarantine, envelopes, last_prefix = [], {}, None
-    (partitions, offsets, kafka_ts, kinds, ops, schemas, tables, keys, befores, afters, unavailable, lsns, tx_ids,
-     source_ts, transactions, payloads, schema_ids) = columns.values()
+    (partitions, offsets, kafka_ts, kinds, ops, connectors, databases, schemas, tables, keys, befores, afters,
+     unavailable, lsns, tx_ids, source_ts, transactions, payloads, schema_ids) = columns.values()
     sources: list[RawRecord] = []  # the record of each row, should the row not fit its columns
     under_prefix: dict[str | None, bool] = {}  # envelope id → whether its prefix is the chunk's
     for record in records:
@@ -129,6 +129,8 @@ def decode_chunk(topic: str, allow_flattened: bool, prefix: bytes | None, record
         kafka_ts.append(ts)
         kinds.append(decoded.kind)
         ops.append(decoded.op)
+        connectors.append(decoded.connector)
+        databases.append(decoded.database)
         schemas.append(decoded.schema)
         tables.append(decoded.table)
         keys.append(_json(decoded.key))

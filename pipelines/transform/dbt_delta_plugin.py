@@ -1,7 +1,8 @@
 """dbt-duckdb plugin that makes Delta Lake the store and DuckDB only the compute.
 
 - On connect: load the Delta extension from its wheel (no downloads) and expose every Delta table of
-  the lake as a view `<layer>.<table>` in the scratch catalog, so `source()` and `ref()` read Delta.
+  the lake as a view `<layer>.<table>` in the scratch catalog, so `source()` and `ref()` read Delta;
+  bronze as of the invocation's start, so that every model reads the same bronze rows.
 - `store()`: called by the `delta` materialization (dbt_project/macros/materializations/delta.sql) with
   the model's SQL as a staging view; streams its rows as Arrow batches into the Delta table at
   `<lake_root>/<layer>/<model>` in one delta-rs commit (an overwrite; for incremental runs a MERGE on
@@ -53,7 +54,9 @@ class Plugin(BasePlugin):
         # big models spill to disk; an in-memory database would otherwise spill into `.tmp` of the cwd
         conn.execute(f"set temp_directory = {quote_literal(str(self.settings.data_dir / 'duckdb_spill'))}")
         self.conn = conn
-        register_lake_views(conn, self.settings)
+        # every model of the invocation reads bronze as it was when dbt started: silver.rejects and the
+        # staging models take the same rows, whatever bronze commits while the models run
+        register_lake_views(conn, self.settings, pinned_layers=("bronze",))
         conn.create_function("lakehouse_quality_suite", self._quality_suite, ["VARCHAR", "VARCHAR"], "VARCHAR[]",
                              side_effects=True)
 

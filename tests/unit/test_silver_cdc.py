@@ -110,7 +110,8 @@ def bronze_rows(changes: list[Change], table: str, arrival: list[int]) -> list[d
         topic = f"shop.public.{table}"
         rows.append({
             "bronze_id": f"{topic}/0/{offset}", "topic": topic, "partition": 0, "offset": offset,
-            "kafka_ts": at(change.lsn), "kind": "change", "op": change.op, "source_schema": "public",
+            "kafka_ts": at(change.lsn), "kind": "change", "op": change.op, "source_connector": "postgresql",
+            "source_database": "shop", "source_schema": "public",
             "source_table": table, "record_key": None,
             "before": None if before is None else json.dumps(before), "after": None if after is None else json.dumps(after),
             "unavailable_columns": list(change.unavailable), "lsn": str(change.lsn), "tx_id": f"{change.lsn}:{change.lsn}",
