@@ -120,6 +120,12 @@ def point_view_at_delta(conn: duckdb.DuckDBPyConnection, settings, layer: str, t
     )
 
 
+def delta_table_exists(path: str, settings) -> bool:
+    from deltalake import DeltaTable
+
+    return DeltaTable.is_deltatable(path, storage_options=settings.delta_storage_options() or None)
+
+
 def _current_version(path: str, settings) -> int:
     from deltalake import DeltaTable
 

@@ -5,19 +5,26 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.lake import delta_scan, storage_secret_sql
+from pipelines.lake import delta_scan, delta_table_exists, storage_secret_sql
 from pipelines.settings import Settings
 from quality.results import SuiteOutcome, append_results, outcome_to_json, result_rows
-from quality.rules import Rule, Severity, rules_for_table
+from quality.rules import REJECTS_TABLE, Rule, Severity, rules_for_table
 from quality.suite import READABLE
 
 CHECK_NAME = "gx_suite"
 
 
+# what REJECTS rules read before silver.rejects exists (a staging model built alone on a new lake)
+_NO_REJECTS = "(SELECT NULL::VARCHAR AS model, NULL::TIMESTAMPTZ AS rejected_at WHERE false)"
+
+
 def table_sql_for(settings: Settings) -> Callable[[str], str]:
     def table_sql(table: str) -> str:
         layer, name = table.split(".", 1)
-        return delta_scan(settings.layer_path(layer, name))
+        path = settings.layer_path(layer, name)
+        if table == REJECTS_TABLE and not delta_table_exists(path, settings):
+            return _NO_REJECTS
+        return delta_scan(path)
 
     return table_sql
 

@@ -17,7 +17,7 @@ from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_m
 from pipelines.partitions import daily_partitions, dbt_vars_for
 from pipelines.resources import LakehouseSettings
 from pipelines.settings import PROJECT_DIR, Settings
-from pipelines.transform.dbt_delta_plugin import QUALITY_OUTCOMES_DIR, QUALITY_RUN_ID_ENV
+from pipelines.transform.dbt_delta_plugin import QUALITY_OUTCOMES_DIR, QUALITY_RUN_ID_ENV, SCHEMA_DRIFT_DIR
 from quality.checks import CHECK_NAME, check_result_for, emit_suite_lineage
 from quality.results import outcome_from_json, results_path
 
@@ -25,6 +25,7 @@ DBT_PROJECT = DbtProject(project_dir=PROJECT_DIR / "dbt_project", profiles_dir=P
 # the venv's dbt, whatever PATH says (dagster dev and schedules do not activate the venv)
 DBT_EXECUTABLE = str(Path(sys.executable).parent / "dbt")
 DBT_POOL = "dbt"
+DRIFT_CHECK_NAME = "schema_drift"
 REJECTS_MODEL = "model.lakehouse.rejects"
 
 
@@ -135,6 +136,8 @@ def lakehouse_dbt_models(
                     event = event.with_metadata({**event.metadata, **delta_table_metadata(path, storage)})
                 elif isinstance(event, dg.AssetCheckResult) and event.check_name == CHECK_NAME:
                     event = _suite_result(event, invocation.target_path, settings, emitter, parent)
+                elif isinstance(event, dg.AssetCheckResult) and event.check_name == DRIFT_CHECK_NAME:
+                    event = _drift_result(event, invocation.target_path)
                 yield event
     finally:
         tracker.close()
@@ -187,6 +190,24 @@ def _suite_result(dbt_result: dg.AssetCheckResult, target_path: Path, settings: 
         severity=suite.severity,
         metadata={**dbt_result.metadata, **suite.metadata},
         description=suite.description,
+    )
+
+
+def _drift_result(dbt_result: dg.AssetCheckResult, target_path: Path) -> dg.AssetCheckResult:
+    """The schema_drift test's result with the drift it found, one line per column, which the dbt plugin
+    left beside the invocation's run results."""
+    table = dbt_result.asset_key.path[-1].removeprefix("stg_shop__")
+    drift_file = target_path / SCHEMA_DRIFT_DIR / f"{table}.json"
+    messages = json.loads(drift_file.read_text()) if drift_file.exists() else []
+    if not messages:
+        return dbt_result
+    return dg.AssetCheckResult(
+        asset_key=dbt_result.asset_key,
+        check_name=DRIFT_CHECK_NAME,
+        passed=dbt_result.passed,
+        severity=dbt_result.severity,
+        metadata={**dbt_result.metadata, "schema_drift": dg.MetadataValue.md("\n".join(f"- {m}" for m in messages))},
+        description="; ".join(messages),
     )
 
 

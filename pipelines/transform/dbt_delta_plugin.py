@@ -9,10 +9,13 @@
   the model's unique_key or an append), then points the model's view at it.
 - SQL function `lakehouse_quality_suite(table, invocation_id)`: the table's Great Expectations suite, for
   the `gx_suite` data test every model carries (dbt_project/tests/generic/gx_suite.sql).
+- SQL function `lakehouse_schema_drift(table, columns)`: how the source table's newest Debezium schema
+  differs from the columns staging knows, for the `schema_drift` test (dbt_project/tests/generic/).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -23,6 +26,7 @@ from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
 from deltalake import DeltaTable, write_deltalake
 
+from pipelines.cdc.schema_drift import schema_drift
 from pipelines.lake import (
     LAKE_WRITER,
     point_view_at_delta,
@@ -39,6 +43,8 @@ QUALITY_RUN_ID_ENV = "LAKEHOUSE_QUALITY_RUN_ID"
 # dagster-dbt gives each invocation its own target path (DBT_TARGET_PATH); suite outcomes go beside its
 # run_results.json for the op to report
 QUALITY_OUTCOMES_DIR = "quality"
+# the schema_drift tests leave their messages there too, for the op to show on the check
+SCHEMA_DRIFT_DIR = "schema_drift"
 # Great Expectations is not thread-safe; dbt runs tests on several threads
 _ONE_SUITE_AT_A_TIME = threading.Lock()
 
@@ -59,6 +65,17 @@ class Plugin(BasePlugin):
         register_lake_views(conn, self.settings, pinned_layers=("bronze",))
         conn.create_function("lakehouse_quality_suite", self._quality_suite, ["VARCHAR", "VARCHAR"], "VARCHAR[]",
                              side_effects=True)
+        conn.create_function("lakehouse_schema_drift", self._schema_drift, ["VARCHAR", "VARCHAR[]"], "VARCHAR[]",
+                             side_effects=True)
+
+    def _schema_drift(self, table: str, columns: list[str]) -> list[str]:
+        messages = schema_drift(self.settings, table, columns)
+        target_path = os.environ.get("DBT_TARGET_PATH")
+        if target_path:
+            folder = Path(target_path) / SCHEMA_DRIFT_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{table}.json").write_text(json.dumps(messages))
+        return messages
 
     def _quality_suite(self, table: str, invocation_id: str) -> list[str]:
         # imported on first use: Great Expectations takes ~4 s to import, which every dbt command

@@ -12,7 +12,12 @@ with
 
 rejected as (
 
+    {%- if rejects is none %}
+    -- a run of staging alone on a new lake: nothing was rejected yet
+    select null::varchar as bronze_id, null::timestamptz as ingested_at where false
+    {%- else %}
     select bronze_id, ingested_at from {{ rejects }} where source_table = 'bronze.{{ bronze_table }}'
+    {%- endif %}
 
 ),
 
