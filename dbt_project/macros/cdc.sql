@@ -316,13 +316,41 @@ toast_filled as (
 
 ),
 
+resnapshotted_keys as (
+
+    -- keys read by a snapshot after they had changes: Debezium re-snapshots every row after a connector
+    -- reset or an incremental snapshot. Only these pay for the window below.
+    select {{ key }} from toast_filled
+    group by {{ key }}
+    having count(*) filter (where change_op = 'r') > 0 and count(*) > 1
+
+),
+
+real_changes as (
+
+    select toast_filled.* from toast_filled
+    anti join resnapshotted_keys using ({{ key }})
+
+    union all by name
+
+    -- a snapshot read of a row as it already was is no change: it must not open a new version
+    select toast_filled.* from toast_filled
+    semi join resnapshotted_keys using ({{ key }})
+    window previous as (partition by {{ key }} order by lsn, kafka_offset)
+    qualify change_op <> 'r'
+        or lag(change_op) over previous = 'd'
+        or lag(struct_pack({% for name, type, field in spec.columns %}{{ name }}{{ ", " if not loop.last }}{% endfor %})) over previous
+           is distinct from struct_pack({% for name, type, field in spec.columns %}{{ name }}{{ ", " if not loop.last }}{% endfor %})
+
+),
+
 ordered as (
 
     select
         *,
         lead(source_ts) over next_change as next_change_at,
         lead(lsn) over next_change as next_change_lsn
-    from toast_filled
+    from real_changes
     window next_change as (partition by {{ key }} order by lsn, kafka_offset)
 
 ),
