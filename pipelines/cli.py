@@ -13,6 +13,13 @@ def _ingest_cdc(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     topics = [topic_for(settings, t) for t in (args.table or CDC_STREAMS)]
+    if not args.table:  # every table the connector captures, also those added since the project was written
+        from pipelines.cdc.discovery import ingestable, undeclared_source_topics, undeclared_topics_note
+
+        undeclared = undeclared_source_topics(settings)
+        if undeclared:
+            print(f"warning: {undeclared_topics_note(undeclared)}", file=sys.stderr)
+            topics += ingestable(undeclared)
     if args.follow:
         stop = _stop_on_signals()
         print(f"following {len(topics)} topics into {settings.lake_root}/bronze; Ctrl-C or SIGTERM to stop")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from pipelines.cdc.discovery import undeclared_source_topics, undeclared_topics_note
 from pipelines.cdc.ingest import CDC_STREAMS, TRANSACTIONS, bronze_table_name, ingest_topic, topic_for
 from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_kafka_topic
@@ -76,6 +77,11 @@ def bronze_cdc_asset(stream: str) -> dg.AssetsDefinition:
         }
         if _exists(settings, bronze_table):
             metadata.update(delta_table_metadata(target_path, settings.delta_storage_options()))
+        if stream == TRANSACTIONS:  # the connector's own stream: whether it captures tables no asset ingests
+            undeclared = undeclared_source_topics(settings)
+            if undeclared:
+                context.log.warning(undeclared_topics_note(undeclared))
+            metadata["undeclared_source_topics"] = dg.MetadataValue.json(undeclared)
         return dg.MaterializeResult(metadata=metadata)
 
     return _bronze_cdc

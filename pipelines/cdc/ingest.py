@@ -262,7 +262,7 @@ _KAFKA_LOG = logging.getLogger("pipelines.cdc.kafka")
 _KAFKA_LOG.addHandler(logging.NullHandler())
 
 
-def _consumer(settings: Settings) -> Consumer:
+def kafka_consumer(settings: Settings) -> Consumer:
     return Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -518,7 +518,7 @@ def ingest_topic(
 ) -> IngestResult:
     """Read `topic` from the stored offsets up to the high-water marks seen at the start, then stop.
     A broker that stops answering is waited for `broker_timeout` seconds (librdkafka reconnects)."""
-    consumer = _consumer(settings)
+    consumer = kafka_consumer(settings)
     ingestion = None
     try:
         ingestion = TopicIngestion(settings, topic, consumer, batch_size)
@@ -573,7 +573,7 @@ def follow_topics(
 ) -> list[IngestResult]:
     """Continuous mode: consume `topics` and commit each topic's batch when it is full or `max_latency`
     seconds old, until `should_stop()` is true; the pending batches are committed before returning."""
-    consumer = _consumer(settings)
+    consumer = kafka_consumer(settings)
     ingestions: dict[str, TopicIngestion] = {}
     try:
         for topic in topics:
