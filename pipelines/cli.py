@@ -134,13 +134,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from deltalake.exceptions import TableNotFoundError
 
     from lineage.client import LineageConfigError
-    from pipelines.cdc.ingest import ConcurrentIngestError, DecodeWorkerError, KafkaTopicError
+    from pipelines.cdc.ingest import ConcurrentIngestError, DecodeWorkerError, KafkaTopicError, LakeWriteError
     from pipelines.events.objects import EventSourceError
     from pipelines.run import SelectionError
     from pipelines.stack.processes import StackError
     from quality.rules import RulesError
 
-    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, duckdb.Error,
+    return (SettingsError, StackError, KafkaTopicError, ConcurrentIngestError, DecodeWorkerError, LakeWriteError,
+            duckdb.Error,
             SelectionError, RulesError, LineageConfigError, EventSourceError,
             TableNotFoundError)  # a lake root that cannot hold a table (a file, no permission)
 

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from deltalake import ColumnProperties, CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from pipelines.cdc.bronze_schema import BRONZE_CDC, CDC_SCHEMAS, QUARANTINE, UTC_MICROS
 from pipelines.cdc.decode_workers import CHUNK_SCHEMA, POOL, DecodedChunk, RawRecord, strip_prefix
@@ -171,12 +171,34 @@ def _table_at_expected_offsets(
     return table
 
 
+class LakeWriteError(RuntimeError):
+    """The lake's storage failed under a bronze write (full, gone, not writable); nothing of the batch is
+    committed."""
+
+
 def commit_batch_with_offsets(
     settings: Settings, topic: str, table_path: str, batch: _Batch, batch_id: str, expected: dict[int, int | None]
 ) -> None:
     """Schemas first (idempotent by id), then quarantine (own app transactions), then the rows with the
     offsets: whichever commit a crash interrupts, a retry neither duplicates nor skips. `expected`: the
     next offset per partition of the batch that this run believes the table holds (None: never read)."""
+    try:
+        _commit_batch(settings, topic, table_path, batch, batch_id, expected)
+    except TableNotFoundError:
+        raise  # a lake root that cannot hold a table: the CLI already says so in one line
+    except (DeltaError, OSError) as exc:
+        # e.g. ENOSPC while a data file or the log entry is written: a Delta commit is all or nothing, so
+        # the batch is simply absent and the next run reads it again; one line, not a traceback
+        reason = " ".join(str(exc).split())
+        raise LakeWriteError(
+            f"{topic}: writing a batch to {settings.lake_root} failed ({reason}); nothing of the batch is "
+            "committed, and the next run reads it again"
+        ) from exc
+
+
+def _commit_batch(
+    settings: Settings, topic: str, table_path: str, batch: _Batch, batch_id: str, expected: dict[int, int | None]
+) -> None:
     now = datetime.now(timezone.utc)
     failpoint("cdc.before_write")
     table = _table_at_expected_offsets(settings, topic, table_path, expected)

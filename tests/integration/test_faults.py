@@ -14,6 +14,7 @@ oracle of the whole database, as tests/e2e does; a fixture brings every componen
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -384,3 +385,90 @@ def test_s3_gone_during_an_events_run_fails_clearly_and_the_next_run_ingests_eve
     code, _, err = _finish(_ingest_events(settings))
     assert code == 0, err[-2000:]
     assert_exactly_once(settings, bucket)
+
+
+# --- the lake's storage full in the middle of a commit ------------------------------------------------
+
+
+class SmallDisk:
+    """A real filesystem of its own for a lake: a tmpfs mounted at `path` (root only). `leave_free(n)`
+    fills it with a ballast file until about n bytes are left, so the next write hits a real ENOSPC
+    wherever it happens to be (a data file, the commit's log entry); `give_space_back()` deletes it."""
+
+    def __init__(self, path: Path, size: str = "256m"):
+        self.path = path
+        self.ballast = path / "ballast"
+        path.mkdir(parents=True)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                                 capture_output=True, text=True) if os.geteuid() == 0 else None
+        if mounted is None or mounted.returncode != 0:
+            pytest.skip("mounting a tmpfs for a real full disk needs root and CAP_SYS_ADMIN: "
+                        f"{mounted.stderr.strip() if mounted else 'not root'}")
+
+    def free(self) -> int:
+        stat = os.statvfs(self.path)
+        return stat.f_bavail * stat.f_frsize
+
+    def used(self) -> int:
+        stat = os.statvfs(self.path)
+        return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+    def leave_free(self, n: int) -> None:
+        with open(self.ballast, "ab") as ballast:
+            os.posix_fallocate(ballast.fileno(), 0, os.fstat(ballast.fileno()).st_size + self.free() - n)
+
+    def give_space_back(self) -> None:
+        self.ballast.unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    disk = SmallDisk(tmp_path / "lake")  # where OwnTopics puts its lake
+    yield disk
+    disk.unmount()
+
+
+def _delta_versions(path: Path) -> dict[str, int]:
+    """Every Delta table under `path` → its version; each must load, and each commit in its log parse."""
+    versions = {}
+    for log in path.rglob("_delta_log"):
+        for entry in log.glob("*.json"):  # a commit cut short by the full disk would be a torn JSON here
+            for line in entry.read_text().splitlines():
+                json.loads(line)
+        versions[log.parent.name] = DeltaTable(str(log.parent)).version()
+    return versions
+
+
+def test_cdc_ingest_on_a_full_disk_fails_clearly_leaves_no_partial_version_and_a_rerun_converges(
+    own_topics, small_disk
+):
+    own_topics.produce(2_000)
+    code, out, err = _finish(own_topics.ingest())
+    assert code == 0, err[-2000:]
+    first = own_topics.bronze()
+    before = _delta_versions(small_disk.path)
+    used_by_first = small_disk.used()
+
+    # a batch ten times the first needs about ten times its space: leave a third of that, so the disk
+    # fills while the batch's data files are written
+    own_topics.produce(20_000, start=2_000)
+    small_disk.leave_free(int(0.3 * 10 * used_by_first))
+    code, out, err = _finish(own_topics.ingest())
+    assert code == 1, (code, out[-1000:], err[-2000:])
+    # the last line says what failed and that nothing is lost (above it, delta-rs's runtime may print a
+    # panic of its own buffered writer, "Already shut down", which Python cannot silence)
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err, err[-3000:]
+    assert last.startswith("lakehouse ingest: ") and "No space left on device" in last, err[-3000:]
+    assert "nothing of the batch is committed" in last
+    # no partial version: every table loads at the version it had, with the rows it had
+    assert _delta_versions(small_disk.path) == before
+    assert own_topics.bronze() == first
+
+    small_disk.give_space_back()
+    code, out, err = _finish(own_topics.ingest())
+    assert code == 0, err[-2000:]
+    own_topics.assert_every_offset_once()
