@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,10 +23,25 @@ def dagster_home() -> str:
     our instance settings (the run queue's limits) if it has none."""
     home = Path(os.environ.get("DAGSTER_HOME") or load_settings().data_dir / "dagster")
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
+    if not (home / ".initialized").exists():
+        _initialize(home)
     return str(home)
+
+
+def _initialize(home: Path) -> None:
+    """Make the instance's storage once, under a file lock: Dagster's SQLite storages create their
+    tables when first opened, and two processes doing that at once (the UI and a schedule, two CLI
+    runs) fail with `table runs already exists`."""
+    with open(home / ".instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (home / ".initialized").exists():
+            return
+        if not (home / "dagster.yaml").exists():
+            shutil.copyfile(INSTANCE_CONFIG, home / "dagster.yaml")
+        with dg.DagsterInstance.get() as instance:
+            instance.get_runs(limit=1)
+        (home / ".initialized").touch()
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """`lakehouse materialize` (and the demo): one run of the selected assets, recorded in the instance."""
 
+import os
+import subprocess
+import sys
+
 import dagster as dg
 
 from pipelines.run import materialize_all
@@ -27,3 +31,22 @@ def test_a_command_line_run_is_a_run_of_the_scheduled_job(tmp_path, monkeypatch)
     assert (tmp_path / "relative-lake" / "gold" / "dim_date" / "_delta_log").is_dir()
     assert {(e.asset_key, e.check_name, e.passed) for e in result.check_evaluations()} >= {
         (dg.AssetKey(["gold", "dim_date"]), "gx_suite", True)}
+
+
+OPEN_INSTANCE = """
+import dagster as dg
+from pipelines.run import dagster_home
+dagster_home()
+with dg.DagsterInstance.get() as instance:
+    instance.get_runs(limit=1)
+"""
+
+
+def test_processes_that_open_a_new_instance_at_once_all_succeed(tmp_path):
+    # the UI, a schedule and a CLI run starting together on a fresh DAGSTER_HOME: before the lock,
+    # SQLite storage creation raced (`table runs already exists`, `UNIQUE constraint failed: alembic_version`)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_INSTANCE], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    failures = [err.splitlines()[-1] for p in procs if (err := p.communicate()[1]) and p.returncode]
+    assert failures == []
