@@ -81,6 +81,14 @@ def _maintain(args: argparse.Namespace) -> int:
     return 1 if any(r.error for r in results) else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from pipelines.status import UNHEALTHY, lake_status
+
+    status = lake_status(load_settings())
+    print(status.to_json() if args.json else status.report())
+    return 0 if status.healthy else UNHEALTHY
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
@@ -120,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "maintain", help="compact every Delta table and vacuum files older than vacuum_retention_hours"
     ).set_defaults(func=_maintain)
+
+    status = commands.add_parser(
+        "status", help="Kafka lag, last materializations, failed checks, rows put aside in 24 h; exit 2 if unhealthy")
+    status.add_argument("--json", action="store_true", help="one JSON document, for monitoring")
+    status.set_defaults(func=_status)
 
     demo = commands.add_parser("demo", help="stack up, workload, all assets, summary")
     demo.add_argument("--seed", type=int, default=42)

@@ -48,6 +48,11 @@ class Settings:
     # the first UTC day of the daily partitions: event day prefixes before it are not ingested (runs without
     # a partition and the sensor name them), and the UI shows days from it on
     partitions_start_date: str
+    # `lakehouse status` (pipelines/status.py) calls an asset stale when its last materialization is older
+    # than this (the hourly schedule plus a missed tick), and a topic lagging when bronze is this many
+    # records behind it
+    status_stale_after_hours: int
+    status_max_kafka_lag: int
 
     @property
     def stack_dir(self) -> Path:
@@ -108,6 +113,9 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         # Delta's own default (delta.deletedFileRetentionDuration): time travel and long reads keep working
         "vacuum_retention_hours": 168,
         "partitions_start_date": "2026-01-01",
+        "status_stale_after_hours": 2,
+        # about three hours of a busy shop's changes (30 orders a minute, ~8 change events each)
+        "status_max_kafka_lag": 50_000,
     }
 
 
@@ -146,8 +154,8 @@ _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 
 
 _BOOL_FIELDS = {"cdc_flattened_records"}
-_HOURS_FIELDS = {"vacuum_retention_hours"}
-_COUNT_FIELDS = {"cdc_decode_workers"}
+_HOURS_FIELDS = {"vacuum_retention_hours", "status_stale_after_hours"}
+_COUNT_FIELDS = {"cdc_decode_workers", "status_max_kafka_lag"}
 _DATE_FIELDS = {"partitions_start_date"}
 
 

@@ -8,6 +8,7 @@ from lineage.emitter import LineageResource
 from lineage.facets import DatasetId, dataset_for_delta_path, dataset_for_kafka_topic
 from pipelines.lake import delta_table_metadata, delta_table_stats, table_name_metadata
 from pipelines.resources import LakehouseSettings
+from pipelines.status import kafka_lag
 
 OWNER = "team:data-platform"
 
@@ -71,6 +72,8 @@ def bronze_cdc_asset(stream: str) -> dg.AssetsDefinition:
             "bronze_rows_written": result.bronze_rows,
             "quarantined": result.quarantined,
             "commits": result.commits,
+            # what the topic received while this run read it: what the next run starts with
+            "kafka_lag_records": sum(kafka_lag(settings, [topic])[topic].values()),
             "offsets": dg.MetadataValue.json(
                 {str(p): [result.start_offsets[p], result.end_offsets[p]] for p in result.start_offsets}
             ),
