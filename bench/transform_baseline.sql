@@ -154,7 +154,8 @@ select
     order_id, customer_id, status, order_ts, cast(order_ts as date) as order_date,
     subtotal, discount_amount, tax_amount, shipping_amount, total_amount, currency,
     (status in ('CONFIRMED', 'SHIPPED', 'DELIVERED') and deleted_at is null) as is_revenue,
-    deleted_at, row_version, source_ts as valid_from, valid_to, valid_to is null as is_current
+    deleted_at, row_version, source_ts as valid_from, cast(timezone('UTC', source_ts) as date) as valid_from_date,
+    valid_to, valid_to is null as is_current
 from order_versions
 where op <> 'd';
 
@@ -171,7 +172,8 @@ select
     customer_id::varchar || '@' || lsn::varchar as customer_version_key,
     customer_id, email, first_name, last_name, phone, country, city, marketing_opt_in, registered_at,
     deleted_at, deleted_at is not null as is_deleted, row_version,
-    source_ts as valid_from, valid_to, valid_to is null as is_current
+    source_ts as valid_from, cast(timezone('UTC', source_ts) as date) as valid_from_date, valid_to,
+    valid_to is null as is_current
 from customer_versions
 where op <> 'd';
 

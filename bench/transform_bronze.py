@@ -6,13 +6,19 @@ BRONZE_EVENTS: Debezium `after`/`before` JSON with decimals as exact strings, IS
 JSON text; lsn an integer as text; offsets increasing per table; a tombstone after every delete), streamed
 from DuckDB as Arrow record batches into `write_deltalake`, partitioned as the ingestion partitions.
 
-Two phases:
-  0  the initial load: N orders over DAYS days (~N/10 customers, ~N/500 products, 2 inventory rows per
+Four phases:
+  0  the initial load: N orders over `days` days (default 60) (~N/10 customers, ~N/500 products, 2 inventory rows per
      product, ~2.5 items per order, payments, shipments, status updates, abandoned orders hard-deleted,
      soft deletes, customer email changes, a few redelivered duplicates; ~4 funnel events per order);
   1  "1% new data", appended with higher offsets/LSNs and a later ingested_at: N/100 new orders on a day
      after the initial window, status updates of ~1% of the existing orders, e-mail changes of ~1% of
-     the customers, re-pricing of ~1% of the products, new customers, and the new orders' events.
+     the customers, re-pricing of ~1% of the products, new customers, and the new orders' events:
+     changes spread uniformly over all keys, the worst case for an incremental run;
+  2  the lake as it stands at the cut, a day before the end of the window (phase 0's changes before it),
+     ingested as it happened (each row two minutes after its change, an event object after its last line);
+  3  the hour after the cut, on top of phase 2: what the shop does in one hour. That hour's orders with
+     their items, payments and confirmations, the shipments and deliveries of orders placed days
+     before, the rare customer, product and stock changes, and that hour's events.
 
 Not generated (no model reads them): bronze/cdc_transactions, bronze/cdc_schemas, quarantine.
 `raw_payload` holds the Debezium payload with the decoded row images (the connector's would carry
@@ -32,8 +38,7 @@ from pipelines.events.bronze_schema import BRONZE_EVENTS, PARTITION_BY
 FIRST_DAY = date(2026, 9, 1)
 DAYS = 60
 DAY_US = 86_400_000_000
-# the increment's day comes a week after the initial window: every step of an initial order is earlier
-INCREMENT_DAY = FIRST_DAY + timedelta(days=DAYS + 7)
+HOUR_US = 3_600_000_000
 LSN_EPOCH = date(2026, 1, 1)
 OBJECT_LINES = 10_000
 BATCH_ROWS = 100_000
@@ -46,6 +51,17 @@ def _us(day: date) -> int:
 @dataclass(frozen=True)
 class Scale:
     orders: int
+    days: int = DAYS
+
+    @property
+    def increment_day(self) -> date:
+        # a week after the initial window: every step of an initial order is earlier
+        return FIRST_DAY + timedelta(days=self.days + 7)
+
+    @property
+    def cut_us(self) -> int:
+        """Phases 2 and 3: the lake holds the changes before this instant, the hour after it is phase 3."""
+        return _us(FIRST_DAY) + (self.days - 1) * DAY_US
 
     @property
     def customers(self) -> int:
@@ -111,8 +127,8 @@ def _city_case(country: str) -> str:
 # per entity: its versions (key, step time, op, phase, row JSON); the row of a `d` step is not used
 # ------------------------------------------------------------------------------------------------------
 def _plans(conn, scale: Scale, phase: int) -> None:
-    n, e0, span = scale.orders, _us(FIRST_DAY), DAYS * DAY_US
-    inc0 = _us(INCREMENT_DAY)
+    n, e0, span = scale.orders, _us(FIRST_DAY), scale.days * DAY_US
+    inc0 = _us(scale.increment_day)
     new_gap = DAY_US // scale.new_orders
     # phase 1 touches the new orders and ~1% of the existing ones; its plan holds only those
     order_keys = (f"select k, false as is_new from range({n}) r(k)" if phase == 0 else
@@ -304,7 +320,7 @@ def _payment_and_shipment_versions(conn) -> None:
 
 
 def _customer_versions(conn, scale: Scale, phase: int) -> None:
-    c, e0, span, inc0 = scale.customers, _us(FIRST_DAY), DAYS * DAY_US, _us(INCREMENT_DAY)
+    c, e0, span, inc0 = scale.customers, _us(FIRST_DAY), scale.days * DAY_US, _us(scale.increment_day)
     keys = (f"select i, false as is_new from range({c}) r(i)" if phase == 0 else
             f"select i, false as is_new from range({c}) r(i) where hsh(i, 'inc') % 100 = 0 "
             f"union all select i, true from range({c}, {c + scale.new_customers}) r(i)")
@@ -355,7 +371,7 @@ def _customer_versions(conn, scale: Scale, phase: int) -> None:
 
 
 def _product_versions(conn, scale: Scale, phase: int) -> None:
-    p, e0, span, inc0 = scale.products, _us(FIRST_DAY), DAYS * DAY_US, _us(INCREMENT_DAY)
+    p, e0, span, inc0 = scale.products, _us(FIRST_DAY), scale.days * DAY_US, _us(scale.increment_day)
     keys = (f"select j from range({p}) r(j)" if phase == 0 else
             f"select j from range({p}) r(j) where hsh(j, 'inc') % 100 = 0")
     conn.execute(f"""
@@ -443,15 +459,38 @@ CDC_TABLES = {  # bronze table -> (versions temp table, source table, key column
 }
 
 
-def ingested_at(phase: int) -> datetime:
-    day = FIRST_DAY + timedelta(days=DAYS + 5) if phase == 0 else INCREMENT_DAY + timedelta(days=4)
+def ingested_at(scale: Scale, phase: int) -> datetime:
+    """When phases 0 and 1 were ingested, each in one batch (see _stamp for 2 and 3)."""
+    day = FIRST_DAY + timedelta(days=scale.days + 5) if phase == 0 else scale.increment_day + timedelta(days=4)
     return datetime(day.year, day.month, day.day, 1, 0, tzinfo=timezone.utc)
 
 
-def _cdc_rows_sql(versions: str, source_table: str, key: str, phase: int, first_offset: int) -> str:
+def _stamp(phase: int, loaded: datetime, t: str) -> str:
+    """SQL: when bronze ingested a row whose change (or whose event object's last line) was at `t`. The
+    lake and its hour were ingested as they happened, two minutes behind; the other phases in one batch."""
+    if phase in (2, 3):
+        return f"make_timestamp({t} + 120000000)::timestamptz"
+    return f"timestamptz '{loaded.isoformat()}'"
+
+
+def plan_phase(phase: int) -> int:
+    """The phase whose plans a phase writes: 2 and 3 split phase 0's changes at the cut."""
+    return 0 if phase in (2, 3) else phase
+
+
+def in_phase(scale: Scale, phase: int, t: str = "t") -> str:
+    """SQL: whether a change at time `t` of its plan phase's changes belongs to `phase`."""
+    if phase == 2:
+        return f"{t} < {scale.cut_us}"
+    if phase == 3:
+        return f"{t} >= {scale.cut_us} and {t} < {scale.cut_us + HOUR_US}"
+    return "true"
+
+
+def _cdc_rows_sql(scale: Scale, versions: str, source_table: str, key: str, phase: int, first_offset: int) -> str:
     topic = f"shop.public.{source_table}"
     lsn0 = _us(LSN_EPOCH)
-    loaded = ingested_at(phase)
+    loaded = ingested_at(scale, phase)
     return f"""
     with changes as (
         -- REPLICA IDENTITY FULL: updates and deletes carry the previous row image
@@ -461,7 +500,7 @@ def _cdc_rows_sql(versions: str, source_table: str, key: str, phase: int, first_
             case when op in ('u', 'd') then lag(row_json) over (partition by key_id order by t) end as before
         from {versions}
     ),
-    current_phase as (select * from changes where phase = {phase}),
+    current_phase as (select * from changes where phase = {plan_phase(phase)} and {in_phase(scale, phase)}),
     copies as (
         -- 0: the change; 1: the tombstone Kafka gets after a delete; 2: a redelivered duplicate
         select *, 0 as copy from current_phase
@@ -506,9 +545,9 @@ def _cdc_rows_sql(versions: str, source_table: str, key: str, phase: int, first_
             || ',"ts_ns":' || ((t + 180000) * 1000)::varchar || '}}'
         end as raw_payload,
         null::varchar as value_schema_id,
-        timestamptz '{loaded.isoformat()}' as ingested_at,
+        {_stamp(phase, loaded, 't')} as ingested_at,
         '{source_table}-phase-{phase}' as ingest_batch_id,
-        date '{loaded.date().isoformat()}' as ingest_date
+        cast({_stamp(phase, loaded, 't')} as date) as ingest_date
     from numbered
     order by "offset"
     """
@@ -518,19 +557,19 @@ def _cdc_rows_sql(versions: str, source_table: str, key: str, phase: int, first_
 # business events (bronze/events)
 # ------------------------------------------------------------------------------------------------------
 def _event_rows_sql(scale: Scale, phase: int) -> str:
-    e0, span, inc0 = _us(FIRST_DAY), DAYS * DAY_US, _us(INCREMENT_DAY)
+    e0, span, inc0 = _us(FIRST_DAY), scale.days * DAY_US, _us(scale.increment_day)
     # sessions that browse and leave: 0.3 per order of the phase
     browse = (f"select b, ({e0} + hsh(b, 'browse_at') % {span}) // 1000 * 1000 as t from range({int(scale.orders * 0.3)}) r(b)"
-              if phase == 0 else
+              if plan_phase(phase) == 0 else
               f"select b, ({inc0} + hsh(b, 'browse_at') % {DAY_US}) // 1000 * 1000 as t "
               f"from range({int(scale.orders * 0.3)}, {int(scale.orders * 0.3) + int(scale.new_orders * 0.3)}) r(b)")
-    loaded = ingested_at(phase)
+    loaded = ingested_at(scale, phase)
     product = """'{"product_id":"' || uid('product', j) || '","sku":"' || upper(left(category, 3)) || '-'
         || upper(substr(md5('product-' || j), 1, 10)) || '","name":"Item ' || j::varchar || '","category":"'
         || category || '","price":"' || money(price_cents(j)) || '"'"""
     return f"""
     with ordering as (
-        select * from order_amounts where is_new::int = {phase}
+        select * from order_amounts where is_new::int = {plan_phase(phase)}
     ),
     first_items as (
         select k, arg_min(j, m) as j,
@@ -538,7 +577,7 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
                                  || '","quantity":' || quantity::varchar || ',"unit_price":"' || money(unit_cents)
                                  || '","line_total":"' || money(quantity * unit_cents - discount_cents) || '"}}', ','
                                  order by m) || ']' as items
-        from item_plan where is_new::int = {phase} group by k
+        from item_plan where is_new::int = {plan_phase(phase)} group by k
     ),
     raw as (
         select 'product.viewed' as event_type, 'storefront' as event_source, t0 - 600000000 as t, 'order-' || k as session,
@@ -582,7 +621,8 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
             '{{"runId":"bench-transform","step":"' || step || '"'
             || case when event_source = 'storefront' then ',"channel":"web"' else '' end || '}}' as metadata,
             cast(make_timestamp(t) as date) as object_day
-        from (select r.*, pick({_list(CATEGORIES)}, hsh(j, 'category')) as category from raw r)
+        from (select r.*, pick({_list(CATEGORIES)}, hsh(j, 'category')) as category from raw r
+              where {in_phase(scale, phase)})
     ),
     copies as (
         -- a service sometimes writes an event twice (a retried upload under another key)
@@ -607,7 +647,8 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
             || '","timestamp":"' || ts_ms_text(t) || '","version":"1.0","data":{{"payload":' || payload
             || ',"metadata":' || metadata || '}},"correlationId":"' || correlation_id || '","userId":'
             || coalesce('"' || user_id || '"', 'null') || ',"sessionId":' || coalesce('"' || session_id || '"', 'null')
-            || ',"environment":"local","region":"us-east-1"}}' as raw_line
+            || ',"environment":"local","region":"us-east-1"}}' as raw_line,
+            max(t) over (partition by object_day, is_retry, position // {OBJECT_LINES}) as object_end_t
         from placed
     ),
     events as (
@@ -622,7 +663,7 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
             null::bigint as object_size, null::timestamptz as object_last_modified, null::bigint as lines_read,
             null::bigint as rows_ingested, null::bigint as lines_quarantined,
             null::timestamptz as superseded_at, null::varchar as superseded_by_etag,
-            object_day
+            object_day, object_end_t
         from located
     ),
     objects as (
@@ -632,12 +673,12 @@ def _event_rows_sql(scale: Scale, phase: int) -> str:
             object_key, md5(object_key), null::bigint,
             sum(length(raw_line) + 1)::bigint, (object_day + interval 1 day)::timestamptz,
             count(*)::bigint, count(*)::bigint, 0::bigint,
-            null::timestamptz, null::varchar, object_day
+            null::timestamptz, null::varchar, object_day, max(object_end_t)
         from located group by object_key, object_day
     )
     select
-        *,
-        timestamptz '{loaded.isoformat()}' as ingested_at,
+        * exclude (object_end_t),
+        {_stamp(phase, loaded, 'object_end_t')} as ingested_at,
         'events/' || object_day::varchar || '#{phase + 1}' as ingest_batch_id
     from (select * from events union all select * from objects)
     order by object_day, object_key, line_number nulls first
@@ -662,7 +703,7 @@ def _next_offset(path: str) -> int:
 
 
 def write_bronze(lake_root: str, scale: Scale, phase: int) -> dict[str, int]:
-    """Write phase 0 (a fresh bronze) or append phase 1 to it; returns rows written per table."""
+    """Write phase 0 or 2 (a fresh bronze) or append phase 1 or 3 to it; returns rows written per table."""
     from deltalake import write_deltalake
 
     from pipelines.cdc.ingest import _BRONZE_WRITER
@@ -672,26 +713,27 @@ def write_bronze(lake_root: str, scale: Scale, phase: int) -> dict[str, int]:
     # leave memory to the rest of the machine; the plans spill if they must
     conn.execute("set memory_limit = '6GB'")
     conn.execute(MACROS)
-    _plans(conn, scale, phase)
+    _plans(conn, scale, plan_phase(phase))
     _order_versions(conn)
     _item_versions(conn)
     _payment_and_shipment_versions(conn)
-    _customer_versions(conn, scale, phase)
-    _product_versions(conn, scale, phase)
+    _customer_versions(conn, scale, plan_phase(phase))
+    _product_versions(conn, scale, plan_phase(phase))
+    fresh = phase in (0, 2)
 
     written: dict[str, int] = {}
     for table, (versions, source_table, key) in CDC_TABLES.items():
         path = f"{lake_root}/bronze/{table}"
-        first = 0 if phase == 0 else _next_offset(path)
-        reader = _batches(conn, _cdc_rows_sql(versions, source_table, key, phase, first), BRONZE_CDC)
+        first = 0 if fresh else _next_offset(path)
+        reader = _batches(conn, _cdc_rows_sql(scale, versions, source_table, key, phase, first), BRONZE_CDC)
         count = RowCounter(reader)
-        write_deltalake(path, count.reader(), mode="overwrite" if phase == 0 else "append",
+        write_deltalake(path, count.reader(), mode="overwrite" if fresh else "append",
                         partition_by=["ingest_date"], writer_properties=_BRONZE_WRITER)
         written[table] = count.rows
     count = RowCounter(_batches(conn, _event_rows_sql(scale, phase), BRONZE_EVENTS))
-    write_deltalake(f"{lake_root}/bronze/events", count.reader(), mode="overwrite" if phase == 0 else "append",
+    write_deltalake(f"{lake_root}/bronze/events", count.reader(), mode="overwrite" if fresh else "append",
                     partition_by=PARTITION_BY,
-                    configuration={"delta.checkpointInterval": "10"} if phase == 0 else None)
+                    configuration={"delta.checkpointInterval": "10"} if fresh else None)
     written["events"] = count.rows
     conn.close()
     return written

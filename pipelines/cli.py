@@ -49,6 +49,18 @@ def _materialize(args: argparse.Namespace) -> int:
     return 0 if materialize_all(select=args.select).success else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.continuous import run_continuously
+
+    stop = _stop_on_signals()
+    if args.continuous:
+        print(f"a cycle every {args.interval:g} s (bronze, then silver and gold); Ctrl-C or SIGTERM stops "
+              "after the running cycle", flush=True)
+    failed = run_continuously(args.interval, stop, lambda cycle: print(cycle.line(), flush=True),
+                              cycles=None if args.continuous else 1)
+    return 1 if failed else 0
+
+
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
@@ -119,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     materialize = commands.add_parser("materialize", help="run assets in this process, recorded in the Dagster instance")
     materialize.add_argument("--select", default="*", help="Dagster asset selection (default: everything)")
     materialize.set_defaults(func=_materialize)
+
+    run = commands.add_parser(
+        "run", help="one refresh: every CDC topic, the event days that changed, the incremental dbt build "
+                    "(--continuous: again every --interval seconds)")
+    run.add_argument("--continuous", action="store_true", help="keep refreshing until interrupted")
+    run.add_argument("--interval", type=_positive_int, default=60, help="seconds from one cycle's start to the next (default 60)")
+    run.set_defaults(func=_run)
 
     query = commands.add_parser("query", help="run SQL on a fresh DuckDB with a view per Delta table")
     query.add_argument("sql")

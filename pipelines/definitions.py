@@ -6,7 +6,7 @@ from lineage.emitter import LineageResource
 from pipelines.cdc.assets import cdc_assets
 from pipelines.events.assets import events_assets, events_sensors
 from pipelines.resources import LakehouseSettings
-from pipelines.schedules import lake_maintenance, lakehouse_job, schedules
+from pipelines.schedules import lake_maintenance, lakehouse_job, schedules, sensors
 from pipelines.transform.assets import dbt_model_assets, dbt_resource
 from quality.checks import build_quality_checks
 
@@ -20,7 +20,7 @@ defs = dg.Definitions(
     asset_checks=build_quality_checks([key for asset in [*cdc_assets, *events_assets] for key in asset.keys]),
     jobs=[lakehouse_job, lake_maintenance],
     schedules=schedules,
-    sensors=[*events_sensors],
+    sensors=[*events_sensors, *sensors],
     resources={
         "lakehouse": LakehouseSettings(),
         "dbt": dbt_resource(),

@@ -90,10 +90,11 @@ def _selection(select: str, defs: dg.Definitions) -> dg.AssetSelection:
     return selection
 
 
-def materialize_all(select: str = "*", log_level: str = "INFO") -> Materialization:
-    """One run of the selected assets. With bronze/events, over the day partitions that have source
-    data, as a backfill of that range would: bronze/events reads those days, dbt builds them in one
-    invocation. Without it, the source is not listed and dbt takes in what bronze has (watermarks)."""
+def materialize_all(select: str = "*", log_level: str = "INFO", days: tuple[date, date] | None = None) -> Materialization:
+    """One run of the selected assets. With bronze/events, over the day partitions `days` (first, last;
+    by default every day that has source data), as a backfill of that range would: bronze/events reads
+    those days, dbt builds them in one invocation. Without it, the source is not listed and dbt takes
+    in what bronze has (watermarks)."""
     dagster_home()
     # the definitions (and the partitions, which read the settings) load here, not when the CLI imports
     # this module for SelectionError: a broken setting must reach the user as one line
@@ -110,7 +111,7 @@ def materialize_all(select: str = "*", log_level: str = "INFO") -> Materializati
     with dg.DagsterInstance.get() as instance:
         run = job.execute_in_process(
             instance=instance, asset_selection=list(keys),
-            tags=partition_range(*_catch_up_range()) if EVENTS_ASSET in keys else {}, raise_on_error=False,
+            tags=partition_range(*(days or _catch_up_range())) if EVENTS_ASSET in keys else {}, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
     return Materialization(run)

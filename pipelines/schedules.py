@@ -1,17 +1,19 @@
 """When the lakehouse runs by itself: every hour it refreshes today, every night it settles yesterday
-and then tidies the lake's files.
+and then tidies the lake's files; or, for gold within minutes, a sensor refreshes every minute.
 
 The refresh and the settle run every asset (bronze ingestion, then dbt, with all quality checks) for one
 day partition; the dbt models also take in whatever bronze data is new, whatever its day. The schedules
 ship stopped: turn them on in the Dagster UI (Automation) once the sources are real.
 """
 
-from datetime import UTC
+from datetime import UTC, date, datetime
 
 import dagster as dg
 
+from pipelines.events.assets import SensorCursor, plan_runs
+from pipelines.events.objects import event_store_for
 from pipelines.maintenance import maintain_lake
-from pipelines.partitions import yesterday
+from pipelines.partitions import partition_range, yesterday
 from pipelines.resources import LakehouseSettings
 
 # runs with this tag queue behind each other (pipelines/instance/dagster.yaml)
@@ -31,7 +33,7 @@ _BUSY = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRun
          dg.DagsterRunStatus.CANCELING]
 
 
-def _running(context: dg.ScheduleEvaluationContext, job_name: str) -> bool:
+def _running(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext, job_name: str) -> bool:
     return bool(context.instance.get_run_ids(dg.RunsFilter(job_name=job_name, statuses=_BUSY), limit=1))
 
 
@@ -88,4 +90,20 @@ def nightly_maintenance(context: dg.ScheduleEvaluationContext) -> dg.RunRequest 
     return dg.RunRequest(run_key=f"maintenance-{context.scheduled_execution_time.date().isoformat()}")
 
 
+@dg.sensor(job=lakehouse_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Continuous mode: a refresh every minute (what `lakehouse run --continuous` does), over "
+                       "the event days whose S3 listing changed, or today; never two at once.")
+def continuous_refresh(context: dg.SensorEvaluationContext, lakehouse: LakehouseSettings) -> dg.SensorResult | dg.SkipReason:
+    for busy in (lakehouse_job.name, lake_maintenance.name):
+        if _running(context, busy):
+            return dg.SkipReason(f"{busy} is running; the next tick takes in everything new")
+    now = datetime.now(UTC)
+    requests, cursor, _ = plan_runs(event_store_for(lakehouse.load()), SensorCursor.parse(context.cursor), now=now)
+    days = sorted(r.partition_key for r in requests) or [now.date().isoformat()]
+    run = (dg.RunRequest(partition_key=days[0]) if len(days) == 1
+           else dg.RunRequest(tags=partition_range(date.fromisoformat(days[0]), date.fromisoformat(days[-1]))))
+    return dg.SensorResult(run_requests=[run], cursor=cursor.dump())
+
+
 schedules = [hourly_refresh, daily_settle, nightly_maintenance]
+sensors = [continuous_refresh]

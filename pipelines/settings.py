@@ -53,6 +53,9 @@ class Settings:
     # records behind it
     status_stale_after_hours: int
     status_max_kafka_lag: int
+    # DuckDB's memory in dbt runs (GiB): beyond it, joins, sorts and windows spill to disk instead of
+    # growing the process
+    transform_memory_gb: int
 
     @property
     def stack_dir(self) -> Path:
@@ -116,6 +119,7 @@ def _defaults(data_dir: Path) -> dict[str, object]:
         "status_stale_after_hours": 2,
         # about three hours of a busy shop's changes (30 orders a minute, ~8 change events each)
         "status_max_kafka_lag": 50_000,
+        "transform_memory_gb": 4,
     }
 
 
@@ -155,7 +159,7 @@ _PATH_FIELDS = {"data_dir", "lineage_file", "dbt_project_dir"}
 
 _BOOL_FIELDS = {"cdc_flattened_records"}
 _HOURS_FIELDS = {"vacuum_retention_hours", "status_stale_after_hours"}
-_COUNT_FIELDS = {"cdc_decode_workers", "status_max_kafka_lag"}
+_COUNT_FIELDS = {"cdc_decode_workers", "status_max_kafka_lag", "transform_memory_gb"}
 _DATE_FIELDS = {"partitions_start_date"}
 
 

@@ -18,12 +18,16 @@ from __future__ import annotations
 import json
 import os
 import threading
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 from dbt.adapters.duckdb.plugins import BasePlugin
 from dbt.adapters.duckdb.utils import TargetConfig
+from dbt_common.exceptions import DbtRuntimeError
 from deltalake import DeltaTable, write_deltalake
 
 from pipelines.cdc.schema_drift import schema_drift
@@ -59,6 +63,7 @@ class Plugin(BasePlugin):
         prepare_connection(conn)
         # big models spill to disk; an in-memory database would otherwise spill into `.tmp` of the cwd
         conn.execute(f"set temp_directory = {quote_literal(str(self.settings.data_dir / 'duckdb_spill'))}")
+        conn.execute(f"set memory_limit = '{self.settings.transform_memory_gb}GiB'")
         self.conn = conn
         # every model of the invocation reads bronze as it was when dbt started: silver.rejects and the
         # staging models take the same rows, whatever bronze commits while the models run
@@ -95,40 +100,74 @@ class Plugin(BasePlugin):
         config = target_config.config
         layer, table = config["schema"], config["alias"]
         path = self.settings.layer_path(layer, table)
-        flag = config.get("delete_flag")
+        mode, flag, partition_by = config.get("mode"), config.get("delete_flag"), config.get("partition_by") or []
         cursor = self.conn.cursor()
         try:
             rows = cursor.sql(f"select * from {target_config.relation}")
-            mode = config.get("mode")
-            if mode == "merge":
-                self._merge(path, rows, _key_columns(config.get("unique_key"), table), flag)
+            if mode in ("merge", "append", "replace_partitions"):
+                # an incremental run's rows: what changed, small enough to hold, and often none at all;
+                # then no commit is made (a commit costs log I/O here and in every later read)
+                changes = rows.to_arrow_table()
+                if changes.num_rows:
+                    self._store_changes(path, mode, changes, config, flag, partition_by, table)
             else:
                 if flag:
                     flag_column = quote_identifier(flag)
                     rows = rows.filter(f"not {flag_column}").select(f"* exclude ({flag_column})")
                 write_deltalake(
-                    path,
-                    rows.to_arrow_reader(batch_size=100_000),
-                    mode="append" if mode == "append" else "overwrite",
-                    schema_mode="merge" if mode == "append" else "overwrite",
-                    partition_by=None if mode == "append" else config.get("partition_by"),
-                    writer_properties=LAKE_WRITER,
+                    path, rows.to_arrow_reader(batch_size=100_000), mode="overwrite", schema_mode="overwrite",
+                    partition_by=partition_by or None, writer_properties=LAKE_WRITER,
                     storage_options=self.settings.delta_storage_options() or None,
+                    # a reader replays the JSON commits since the last checkpoint: incremental runs commit
+                    # every hour (or minute, in continuous mode), so checkpoint every 10 rather than 100
+                    configuration={"delta.checkpointInterval": "10"},
                 )
             point_view_at_delta(cursor, self.settings, layer, table)
         finally:
             cursor.close()
 
-    def _merge(self, path: str, rows: duckdb.DuckDBPyRelation, keys: list[str], flag: str | None) -> None:
-        """One Delta commit: matched keys are updated (or deleted when flagged), new keys inserted."""
+    def _store_changes(self, path: str, mode: str, changes: pa.Table, config: dict, flag: str | None,
+                       partition_by: list[str], table: str) -> None:
+        storage_options = self.settings.delta_storage_options() or None
+        if mode == "merge":
+            self._merge(path, changes, _key_columns(config.get("unique_key"), table), flag, partition_by)
+        elif mode == "replace_partitions":
+            laid_out = DeltaTable(path, storage_options=storage_options).metadata().partition_columns
+            if laid_out != partition_by:
+                raise DbtRuntimeError(
+                    f"the Delta table of {table} ({path}) is partitioned by {laid_out or 'nothing'}, the model by {partition_by}: "
+                    f"a lake built by an earlier version; rebuild it once with "
+                    f"`dbt build --full-refresh --select {table}+`")
+            # every partition a row names is rebuilt from the rows given; flagged rows only name a partition
+            # that is left empty
+            replaced = partitions_predicate(changes, partition_by)
+            kept = changes.filter(pc.invert(changes[flag])).drop_columns([flag]) if flag else changes
+            write_deltalake(path, kept, mode="overwrite", predicate=replaced, partition_by=partition_by,
+                            writer_properties=LAKE_WRITER, storage_options=storage_options)
+        else:
+            write_deltalake(path, changes, mode="append", schema_mode="merge", writer_properties=LAKE_WRITER,
+                            storage_options=storage_options)
+
+    def _merge(self, path: str, changes: pa.Table, keys: list[str], flag: str | None, partition_by: list[str]) -> None:
+        """One Delta commit: matched keys are updated (or deleted when flagged), new keys inserted. When the
+        key holds the partition columns, only the partitions the changes name are read and rewritten."""
         table = DeltaTable(path, storage_options=self.settings.delta_storage_options() or None)
+        pruned = [c for c in partition_by if c in keys]
+        # a partition value may be null (a version without a commit time): null-safe equality for those
+        predicate = " and ".join(
+            f"(t.{quote_identifier(k)} is not distinct from s.{quote_identifier(k)})" if k in pruned
+            else f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys)
+        if pruned:
+            # a literal target-side term: delta-rs skips the other partitions' files before it joins
+            predicate += " and " + partitions_predicate(changes, pruned, alias="t")
         merge = table.merge(
-            source=rows.to_arrow_reader(batch_size=100_000),
-            predicate=" and ".join(f"t.{quote_identifier(k)} = s.{quote_identifier(k)}" for k in keys),
+            source=changes,
+            predicate=predicate,
             source_alias="s",
             target_alias="t",
             merge_schema=True,
             writer_properties=LAKE_WRITER,
+            streamed_exec=False,
         )
         if flag:
             flagged = f"s.{quote_identifier(flag)}"
@@ -140,6 +179,27 @@ class Plugin(BasePlugin):
         else:
             merge = merge.when_matched_update_all().when_not_matched_insert_all()
         merge.execute()
+
+
+def partitions_predicate(rows: pa.Table, columns: list[str], alias: str | None = None) -> str:
+    """A delta-rs SQL predicate that holds exactly for the partitions (values of `columns`) `rows` name."""
+    names = [f"{alias}.{quote_identifier(c)}" if alias else quote_identifier(c) for c in columns]
+    terms = []
+    for values in rows.select(columns).group_by(columns).aggregate([]).to_pylist():
+        terms.append(" and ".join(_equals(name, values[c]) for name, c in zip(names, columns)))
+    return "(" + " or ".join(f"({t})" for t in terms) + ")"
+
+
+def _equals(name: str, value: object) -> str:
+    if value is None:
+        return f"{name} is null"
+    if isinstance(value, bool):
+        return f"{name} = {str(value).lower()}"
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return f"{name} = cast({quote_literal(value.isoformat())} as date)"
+    if isinstance(value, (int, float)):
+        return f"{name} = {value}"
+    return f"{name} = {quote_literal(str(value))}"
 
 
 def _key_columns(unique_key: str | list[str] | None, table: str) -> list[str]:

@@ -80,3 +80,34 @@ def test_runs_that_write_the_lake_queue_behind_each_other(tmp_path, monkeypatch)
     (tmp_path / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     dagster_home()
     assert (tmp_path / "dagster" / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+
+
+def test_continuous_refresh_asks_for_the_changed_event_days_or_today_and_never_two_runs_at_once(tmp_path, monkeypatch):
+    from pipelines.resources import LakehouseSettings
+    from pipelines.schedules import continuous_refresh
+
+    events = tmp_path / "events"
+    monkeypatch.setenv("LAKEHOUSE_EVENTS_PREFIX", str(events))
+    resources = {"lakehouse": LakehouseSettings(data_dir=str(tmp_path))}
+    for day in ("01", "03"):
+        folder = events / f"year=2026/month=03/day={day}"
+        folder.mkdir(parents=True)
+        (folder / "a.jsonl").write_text('{"eventId": "x"}\n')
+
+    def tick(instance, cursor):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources) as context:
+            return continuous_refresh(context)
+
+    with dg.instance_for_test() as instance:
+        first = tick(instance, None)
+        (run,) = first.run_requests  # both changed days in one run, as a range
+        assert run.tags["dagster/asset_partition_range_start"] == "2026-03-01"
+        assert run.tags["dagster/asset_partition_range_end"] == "2026-03-03"
+        (quiet,) = tick(instance, first.cursor).run_requests  # nothing changed: today, for the CDC topics
+        assert quiet.partition_key == datetime.now(UTC).date().isoformat()
+
+        busy = instance.create_run_for_job(defs.resolve_job_def("lakehouse_all_assets"), status=dg.DagsterRunStatus.STARTED)
+        skipped = tick(instance, first.cursor)
+        assert isinstance(skipped, dg.SkipReason) and "lakehouse_all_assets is running" in skipped.skip_message
+        instance.report_run_canceled(busy)
+        assert tick(instance, first.cursor).run_requests

@@ -229,8 +229,11 @@ def perturbed_in_three_runs(tmp_path_factory) -> Path:
     for batch in later:
         write_batch(root, batch)
         dbt(root, "run")
-    # the later runs were incremental: they merged into the tables the first run wrote
-    assert DeltaTable(str(root / "lake" / "silver" / "int_orders_current")).history(1)[0]["operation"] == "MERGE"
+    # the later runs were incremental: history merged into the table the first run wrote, current state
+    # replaced only some of its partitions
+    silver = root / "lake" / "silver"
+    assert DeltaTable(str(silver / "int_orders_history")).history(1)[0]["operation"] == "MERGE"
+    assert "predicate" in DeltaTable(str(silver / "int_orders_current")).history(1)[0]["operationParameters"]
     return root
 
 
@@ -289,14 +292,19 @@ def test_silver_rows_carry_quality_and_lineage_columns(clean):
     assert o1["source_bronze_id"] == "shop.public.orders/0/2"  # the update at LSN 250, third on the topic
 
 
-def test_scd2_tables_keep_closed_versions_in_their_own_partition(clean, perturbed_in_three_runs):
-    for root in (clean, perturbed_in_three_runs):  # laid out so by the full build, kept so by MERGEs
-        for layer, table in [("silver", f"int_{t}_history") for t in TABLES] + [("gold", "fct_orders"), ("gold", "dim_customers")]:
-            delta = DeltaTable(str(root / "lake" / layer / table))
-            assert delta.metadata().partition_columns == ["is_current"], table
-            files = delta.file_uris()
-            closed = [r for r in read(root, layer, table) if not r["is_current"]]
-            assert all("is_current=" in uri for uri in files) and (not closed or any("is_current=false" in u for u in files))
+def test_versions_are_laid_out_by_the_utc_day_they_began(clean, perturbed_in_three_runs):
+    """What keeps incremental runs O(change): every version sits in the partition of the day it began,
+    after the full build and after incremental runs alike (a row in another partition would be missed by
+    the runs that rebuild or MERGE only the days they touch)."""
+    scd2 = [("silver", f"int_{t}_history", "valid_from") for t in TABLES] + [
+        ("gold", "fct_orders", "valid_from"), ("gold", "dim_customers", "valid_from")]
+    current = [("silver", f"int_{t}_current", "last_changed_at") for t in TABLES]
+    for root in (clean, perturbed_in_three_runs):
+        for layer, table, began in scd2 + current:
+            day_column = "valid_from_date" if began == "valid_from" else "last_changed_date"
+            assert DeltaTable(str(root / "lake" / layer / table)).metadata().partition_columns == [day_column], table
+            rows = DeltaTable(str(root / "lake" / layer / table)).to_pyarrow_table().to_pylist()
+            assert all(r[day_column] == r[began].astimezone(UTC).date() for r in rows), table
 
 
 def test_business_days_and_hours_are_utc_on_a_host_in_another_zone(clean):

@@ -6,16 +6,19 @@
   downstream models and analysts read Delta, never the scratch DuckDB catalog.
 
   Incremental models, once their table exists (see is_incremental.sql), add their rows in one Delta
-  commit instead of replacing the table:
+  commit instead of replacing the table, and make no commit when they have none:
   - incremental_strategy='merge' + unique_key: MERGE (update matched keys, insert new ones). With
     config delete_flag='<boolean column>', rows flagged true delete their key instead; the flag column
-    itself is never stored.
+    itself is never stored. When the unique_key holds partition columns, the MERGE reads and rewrites
+    only the partitions the rows name.
+  - incremental_strategy='replace_partitions' + partition_by: every partition a row names is replaced
+    by the rows given (delta-rs's replaceWhere); a row flagged by delete_flag only names a partition.
   - incremental_strategy='append': for immutable rows (one per change event) selected past a watermark.
   `dbt build --full-refresh` rebuilds from scratch.
 
-  config partition_by=['<column>', ...] lays the table out in Delta partitions when it is (re)built; a
-  MERGE rewrites only the files holding a matched row, so a partition that only ever receives inserts
-  (closed SCD2 versions: partition_by=['is_current']) is never rewritten.
+  config partition_by=['<column>', ...] lays the table out in Delta partitions when it is (re)built.
+  Copy-on-write rewrites whole files, so incremental runs stay O(change) only if the rows a run touches
+  sit in few partitions: silver and gold partition by the day a version began (docs/decisions.md).
 -#}
 {% materialization delta, adapter="duckdb" %}
   {%- set target_relation = this.incorporate(type='view') -%}

@@ -1,6 +1,7 @@
 -- Customers as SCD2: one row per version of their details, valid_from/valid_to when it was in force in
 -- the source. Soft-deleted customers keep their rows with deleted_at set.
-{{ config(incremental_strategy='merge', unique_key='customer_version_key', partition_by=['is_current']) }}
+-- Partitioned like silver's history by the UTC day a version began (macros/cdc.sql).
+{{ config(incremental_strategy='merge', unique_key=['valid_from_date', 'customer_version_key'], partition_by=['valid_from_date']) }}
 with
 
 versions as (
@@ -27,6 +28,7 @@ final as (
         deleted_at is not null as is_deleted,
         row_version,
         valid_from,
+        valid_from_date,
         valid_to,
         is_current,
         processed_at

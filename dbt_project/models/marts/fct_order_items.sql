@@ -5,31 +5,47 @@
 -- depends_on: {{ ref('int_order_items_history') }}
 -- depends_on: {{ ref('int_orders_history') }}
 {{ config(incremental_strategy='merge', unique_key='order_item_id', delete_flag='is_removed') }}
+{%- if is_incremental() %}
+  {%- set changed_lines -%}
+    select order_item_id, order_id from {{ ref('int_order_items_history') }} where processed_at > {{ watermark('processed_at') }}
+  {%- endset -%}
+  {%- set changed_orders -%}
+    select order_id from {{ ref('int_orders_history') }} where processed_at > {{ watermark('processed_at') }}
+  {%- endset -%}
+  {#- the days of current state that hold the lines and orders joined below, found by narrow scans, so
+      that the joins read only those partitions -#}
+  {%- set item_days = partition_days(ref('int_order_items_current'), 'last_changed_date',
+        'order_item_id in (select order_item_id from (' ~ changed_lines ~ ')) or order_id in (' ~ changed_orders ~ ')') -%}
+  {%- set order_days = partition_days(ref('int_orders_current'), 'last_changed_date',
+        'order_id in (' ~ changed_orders ~ ') or order_id in (select order_id from (' ~ changed_lines ~ '))') -%}
+{%- endif %}
 with
 
 items as (
 
     select * from {{ ref('int_order_items_current') }}
+    {%- if is_incremental() %}
+    where last_changed_date in ({{ item_days }})
+    {%- endif %}
 
 ),
 
 orders as (
 
     select * from {{ ref('int_orders_current') }}
+    {%- if is_incremental() %}
+    where last_changed_date in ({{ order_days }})
+    {%- endif %}
 
 ),
 
 lines as (
 
     {%- if is_incremental() %}
-    select order_item_id from {{ ref('int_order_items_history') }}
-    where processed_at > {{ watermark('processed_at') }}
+    select order_item_id from ({{ changed_lines }})
     union
-    -- orders whose history changed, deleted ones included (their lines' order columns become null)
     select items.order_item_id from items
-    semi join (
-        select order_id from {{ ref('int_orders_history') }} where processed_at > {{ watermark('processed_at') }}
-    ) as changed_orders using (order_id)
+    semi join ({{ changed_orders }}) as changed_orders using (order_id)
     {%- else %}
     select order_item_id from items
     {%- endif %}

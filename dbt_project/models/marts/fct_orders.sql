@@ -1,7 +1,8 @@
 -- One row per version of every order (SCD2): amounts, status and whether the version counts as revenue.
 -- Revenue counts CONFIRMED, SHIPPED and DELIVERED orders that are not soft-deleted; PENDING (unpaid) and
 -- CANCELLED orders never do. Hard-deleted orders keep their closed versions; none is current.
-{{ config(incremental_strategy='merge', unique_key='order_version_key', partition_by=['is_current']) }}
+-- Partitioned like silver's history by the UTC day a version began (macros/cdc.sql).
+{{ config(incremental_strategy='merge', unique_key=['valid_from_date', 'order_version_key'], partition_by=['valid_from_date']) }}
 with
 
 versions as (
@@ -30,6 +31,7 @@ final as (
         deleted_at,
         row_version,
         valid_from,
+        valid_from_date,
         valid_to,
         is_current,
         processed_at
