@@ -711,7 +711,7 @@ def write_bronze(lake_root: str, scale: Scale, phase: int) -> dict[str, int]:
 
     conn = connect()
     # leave memory to the rest of the machine; the plans spill if they must
-    conn.execute("set memory_limit = '6GB'")
+    conn.execute("set memory_limit = '10GB'")
     conn.execute(MACROS)
     _plans(conn, scale, plan_phase(phase))
     _order_versions(conn)
