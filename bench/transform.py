@@ -241,8 +241,9 @@ def main() -> int:
         if args.scale:
             bigger = Lake(tmp / "lake-scaled", args.orders * args.scale, args.days * args.scale)
             bigger.generate(LAKE)
-            bigger.full_build()
+            scaled_full = bigger.full_build()
             scaled = bigger.increment(HOUR, f"hourly at {args.scale}x")
+            scaled["full_build_peak_rss_bytes"] = scaled_full["peak_rss_bytes"]
             shutil.rmtree(bigger.root, ignore_errors=True)
 
         result = _result(args, runs, hourly, worst, scaled, gold_rows, bronze_rows, project_state, stages)
@@ -272,7 +273,8 @@ def _result(args, runs, hourly, worst, scaled, gold_rows, bronze_rows, project_s
         "incremental_ratio": round(hourly["seconds"] / best_full, 4),
         "worst_case_ratio": round(worst["seconds"] / best_full, 4),
         "scale_ratio": round(scaled["seconds"] / hourly["seconds"], 4) if scaled else None,
-        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in measured),
+        # the larger lake's full build counts too: it is the largest run
+    "peak_rss_bytes": max([r["peak_rss_bytes"] for r in measured] + ([scaled["full_build_peak_rss_bytes"]] if scaled else [])),
         "orders": args.orders,
         "days": args.days,
         "full_build_seconds": round(best_full, 2),
