@@ -227,7 +227,7 @@ def main() -> int:
     project_state = dbt_project_state()
     tmp = Path(tempfile.mkdtemp(prefix="bench-transform-"))
     try:
-        lake = Lake(tmp / "lake", args.orders, args.days)
+        lake = Lake(tmp / "base", args.orders, args.days)
         bronze_rows = lake.generate(LAKE)
         runs: dict[str, list[dict]] = {"baseline": [], "full": []}
         for stage in stages:
@@ -239,7 +239,7 @@ def main() -> int:
         # what is measured so far, in case the larger lake does not get through
         write_result(args.output, _with_continuous_lag(args.output, _result(args, runs, hourly, worst, None, gold_rows, bronze_rows, project_state, stages)))
         if args.scale:
-            bigger = Lake(tmp / "lake-scaled", args.orders * args.scale, args.days * args.scale)
+            bigger = Lake(tmp / "scaled", args.orders * args.scale, args.days * args.scale)
             bigger.generate(LAKE)
             scaled_full = bigger.full_build()
             scaled = bigger.increment(HOUR, f"hourly at {args.scale}x")
